@@ -1,0 +1,111 @@
+//! Chunk bytes on disk: one file per chunk under `chunks/ab/abcdef…`, named by BLAKE3 hash.
+//!
+//! Files are written to `chunks/tmp/` and renamed into place, so a chunk file is either absent
+//! or complete. A chunk only becomes visible to readers once the sled index says it exists
+//! (see [`super::store`]); a file without an index entry is an orphan of an interrupted import.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use super::ids::ContentId;
+use super::store::StoreError;
+
+/// The chunk file tree.
+#[derive(Debug)]
+pub(crate) struct ChunkFiles {
+    root: PathBuf,
+    tmp: PathBuf,
+    counter: AtomicU64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+impl ChunkFiles {
+    /// Opens (creating) the tree and clears temporary files left by a crash.
+    pub(crate) fn open(root: PathBuf) -> Result<Self, StoreError> {
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        Ok(Self { root, tmp, counter: AtomicU64::new(0) })
+    }
+
+    /// Where chunk `id` lives.
+    pub(crate) fn path(&self, id: &ContentId) -> PathBuf {
+        let hex = id.to_string();
+        self.root.join(&hex[..2]).join(hex)
+    }
+
+    /// Writes a chunk completely, then renames it into place. Not durable until [`Self::sync`].
+    pub(crate) fn write(&self, id: &ContentId, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        let dest = self.path(id);
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(format!("{}.{}.{n}", id.short(), std::process::id()));
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        drop(f);
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        Ok(dest)
+    }
+
+    /// Reads chunk `id` and checks its hash. A mismatch is [`StoreError::CorruptChunk`].
+    pub(crate) fn read(&self, id: &ContentId) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::MissingChunk(*id)),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        if ContentId::of(&bytes) != *id {
+            return Err(StoreError::CorruptChunk(*id));
+        }
+        Ok(bytes)
+    }
+
+    /// Removes chunk `id`'s file if present.
+    pub(crate) fn remove(&self, id: &ContentId) -> Result<(), StoreError> {
+        let path = self.path(id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Flushes the given files and their directories to disk (in parallel: the filesystem
+    /// batches concurrent flushes into fewer journal commits).
+    pub(crate) fn sync(&self, files: &[PathBuf]) -> Result<(), StoreError> {
+        files.par_iter().try_for_each(|p| File::open(p).and_then(|f| f.sync_data()).map_err(io(p)))?;
+        let mut dirs: Vec<&Path> = files.iter().filter_map(|p| p.parent()).collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs.par_iter().try_for_each(|d| File::open(d).and_then(|f| f.sync_all()).map_err(io(d)))
+    }
+
+    /// Every chunk file present, indexed or not.
+    pub(crate) fn list(&self) -> Result<Vec<ContentId>, StoreError> {
+        let mut out = Vec::new();
+        for shard in fs::read_dir(&self.root).map_err(io(&self.root))? {
+            let shard = shard.map_err(io(&self.root))?.path();
+            if shard == self.tmp || !shard.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(&shard).map_err(io(&shard))? {
+                let name = f.map_err(io(&shard))?.file_name();
+                if let Some(id) = name.to_str().and_then(|n| n.parse().ok()) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

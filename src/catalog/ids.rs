@@ -1,0 +1,114 @@
+//! Identifiers: BLAKE3 content ids and ed25519 artist keys, both shown as lowercase hex.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A BLAKE3 hash naming a chunk, a manifest (track or cover) or a release.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentId(pub [u8; 32]);
+
+impl ContentId {
+    /// The BLAKE3 hash of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// The first 12 hex digits, for compact display.
+    pub fn short(&self) -> String {
+        let mut s = self.to_string();
+        s.truncate(12);
+        s
+    }
+}
+
+impl From<blake3::Hash> for ContentId {
+    fn from(h: blake3::Hash) -> Self {
+        Self(*h.as_bytes())
+    }
+}
+
+/// An artist's ed25519 public key: the address of their catalog.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ArtistKey(pub [u8; 32]);
+
+/// Why a hex identifier could not be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("expected 64 hex digits, got {0:?}")]
+pub struct ParseIdError(pub String);
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+/// Parses 64 lowercase or uppercase hex digits into 32 bytes.
+pub fn parse_hex32(s: &str) -> Result<[u8; 32], ParseIdError> {
+    let err = || ParseIdError(s.chars().take(80).collect());
+    if s.len() != 64 || !s.is_ascii() {
+        return Err(err());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| err())?;
+    }
+    Ok(out)
+}
+
+macro_rules! hex_id {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_hex(f, &self.0)
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}(", stringify!($t))?;
+                write_hex(f, &self.0[..6])?;
+                write!(f, "…)")
+            }
+        }
+        // Hex in human-readable formats (JSON, TOML), 32 raw bytes in postcard.
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() { s.collect_str(self) } else { self.0.serialize(s) }
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let s = String::deserialize(d)?;
+                    s.parse().map_err(serde::de::Error::custom)
+                } else {
+                    <[u8; 32]>::deserialize(d).map(Self)
+                }
+            }
+        }
+        impl FromStr for $t {
+            type Err = ParseIdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                parse_hex32(s.trim()).map(Self)
+            }
+        }
+    };
+}
+hex_id!(ContentId);
+hex_id!(ArtistKey);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_rejects_garbage() {
+        let id = ContentId::of(b"hello");
+        assert_eq!(id.to_string().parse::<ContentId>().unwrap(), id);
+        assert!("xyz".parse::<ContentId>().is_err());
+        assert!("é".repeat(32).parse::<ContentId>().is_err());
+        assert!("0".repeat(63).parse::<ArtistKey>().is_err());
+    }
+}

@@ -1,0 +1,373 @@
+//! The local store: chunk index, manifests, catalogs and pins in sled; chunk bytes in files.
+//!
+//! # Why chunk bytes are files, not sled values
+//!
+//! sled holds everything a reader navigates by (the chunk index, manifests, signed catalogs,
+//! pins), and commits it in one transaction per import. The chunk *bytes* live in a
+//! content-addressed file tree beside it (`chunks/ab/abcdef…`), as iroh-blobs does with its
+//! metadata database:
+//!
+//! * a flipped bit in a chunk file is found by re-hashing and reported by chunk id, whereas
+//!   damage inside sled's log can make recovery silently truncate everything after it;
+//! * audio is written once, not copied again by log compaction;
+//! * evicting an unpinned chunk later is deleting one file.
+//!
+//! # Atomic imports
+//!
+//! An import writes chunk files first (each complete or absent), flushes them, then commits the
+//! index entries, manifests, catalog and pins in a single sled transaction and flushes sled.
+//! Until that commit nothing of the import is visible; after `kill -9` at any point the store
+//! still verifies, and orphan chunk files are harmless (`verify` counts them).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::CatalogError;
+use super::blobs::ChunkFiles;
+use super::chunk::{Manifest, ManifestError};
+use super::ids::{ArtistKey, ContentId};
+use super::signed::SignedCatalog;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed.
+    #[error("store database: {0}")]
+    Db(#[from] sled::Error),
+    /// A file in the store could not be read or written.
+    #[error("store file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A chunk's bytes do not hash to its name.
+    #[error("chunk {0} is corrupt (its bytes do not match its hash)")]
+    CorruptChunk(ContentId),
+    /// A chunk the index or a manifest refers to has no file.
+    #[error("chunk {0} is missing")]
+    MissingChunk(ContentId),
+    /// A stored manifest is damaged.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A catalog was rejected.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Nothing matches the id.
+    #[error("no release or track matches {0:?}")]
+    NotFound(String),
+    /// The id prefix matches more than one item.
+    #[error("{0:?} matches more than one item; give more digits")]
+    Ambiguous(String),
+}
+
+/// What one import adds. Applied all at once by [`Store::commit`].
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Chunk files written for this import (to flush), with their ids and lengths.
+    pub chunks: Vec<(ContentId, u32, PathBuf)>,
+    /// Manifests by id.
+    pub manifests: Vec<(ContentId, Vec<u8>)>,
+    /// The new catalog version, if any.
+    pub catalog: Option<SignedCatalog>,
+    /// Content to keep regardless of storage pressure.
+    pub pins: Vec<ContentId>,
+}
+
+/// The local content and catalog store.
+#[derive(Debug)]
+pub struct Store {
+    db: sled::Db,
+    chunk_index: sled::Tree,
+    manifests: sled::Tree,
+    catalogs: sled::Tree,
+    pins: sled::Tree,
+    files: ChunkFiles,
+}
+
+/// The result of [`Store::verify`].
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    /// Indexed chunks re-hashed.
+    pub chunks_checked: usize,
+    /// Bytes re-hashed.
+    pub bytes_checked: u64,
+    /// Chunks whose bytes do not match their hash.
+    pub corrupt: Vec<ContentId>,
+    /// Chunks referred to but absent.
+    pub missing: Vec<ContentId>,
+    /// Manifests that are damaged or referred to but absent.
+    pub bad_manifests: Vec<(ContentId, String)>,
+    /// Catalogs that no longer verify.
+    pub bad_catalogs: Vec<(ArtistKey, String)>,
+    /// Chunk files not in the index (left by an interrupted import; harmless).
+    pub orphans: usize,
+}
+
+impl VerifyReport {
+    /// True when nothing is corrupt, missing or bad.
+    pub fn is_ok(&self) -> bool {
+        self.corrupt.is_empty()
+            && self.missing.is_empty()
+            && self.bad_manifests.is_empty()
+            && self.bad_catalogs.is_empty()
+    }
+}
+
+/// What an id (or unique prefix) names.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// A release in a stored catalog.
+    Release(ArtistKey, Box<super::model::Release>),
+    /// A track (or cover) by manifest id, with a suggested file name.
+    Content(ContentId, String),
+}
+
+impl Store {
+    /// Opens or creates the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir.join("db")).mode(sled::Mode::HighThroughput).open()?;
+        Ok(Self {
+            chunk_index: db.open_tree("chunks")?,
+            manifests: db.open_tree("manifests")?,
+            catalogs: db.open_tree("catalogs")?,
+            pins: db.open_tree("pins")?,
+            files: ChunkFiles::open(dir.join("chunks"))?,
+            db,
+        })
+    }
+
+    /// True if chunk `id` is indexed.
+    pub fn has_chunk(&self, id: &ContentId) -> Result<bool, StoreError> {
+        Ok(self.chunk_index.contains_key(id.0)?)
+    }
+
+    /// Writes chunk bytes to a file; invisible until a [`Batch`] naming it is committed.
+    pub fn write_chunk(&self, id: &ContentId, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        self.files.write(id, bytes)
+    }
+
+    /// Reads a chunk and verifies its hash.
+    pub fn read_chunk(&self, id: &ContentId) -> Result<Vec<u8>, StoreError> {
+        if !self.has_chunk(id)? {
+            return Err(StoreError::MissingChunk(*id));
+        }
+        self.files.read(id)
+    }
+
+    /// Applies an import atomically and durably. Rejects a catalog not newer than the stored one.
+    pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let paths: Vec<PathBuf> = batch.chunks.iter().map(|c| c.2.clone()).collect();
+        self.files.sync(&paths)?;
+        let trees = (&self.chunk_index, &self.manifests, &self.catalogs, &self.pins);
+        let result = trees.transaction(|(chunks, manifests, catalogs, pins)| {
+            if let Some(new) = &batch.catalog {
+                let stored = match catalogs.get(new.artist().0)? {
+                    Some(b) => SignedCatalog::verify(&b).ok().map(|c| c.seq()),
+                    None => None,
+                };
+                new.check_newer_than(stored).map_err(ConflictableTransactionError::Abort)?;
+                catalogs.insert(&new.artist().0, new.bytes())?;
+            }
+            for (id, len, _) in &batch.chunks {
+                chunks.insert(&id.0, &len.to_le_bytes())?;
+            }
+            for (id, bytes) in &batch.manifests {
+                manifests.insert(&id.0, bytes.as_slice())?;
+            }
+            for id in &batch.pins {
+                pins.insert(&id.0, &[])?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Abort(e)) => return Err(e.into()),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Stores a verified catalog received from elsewhere if it is newer than ours.
+    pub fn put_catalog(&self, signed: SignedCatalog) -> Result<(), StoreError> {
+        self.commit(Batch { catalog: Some(signed), ..Batch::default() })
+    }
+
+    /// Loads and checks a manifest.
+    pub fn manifest(&self, id: &ContentId) -> Result<Option<Manifest>, StoreError> {
+        match self.manifests.get(id.0)? {
+            Some(bytes) => Ok(Some(Manifest::decode(&bytes, id)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The newest stored catalog of `artist`, re-verified (disk is untrusted too).
+    pub fn catalog(&self, artist: &ArtistKey) -> Result<Option<SignedCatalog>, StoreError> {
+        match self.catalogs.get(artist.0)? {
+            Some(bytes) => Ok(Some(SignedCatalog::verify_for(&bytes, artist)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stored catalog that verifies.
+    pub fn catalogs(&self) -> Result<Vec<SignedCatalog>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.catalogs.iter() {
+            let (_, bytes) = entry?;
+            match SignedCatalog::verify(&bytes) {
+                Ok(c) => out.push(c),
+                Err(e) => tracing::warn!("skipping stored catalog that no longer verifies: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds a release or track by full id or unique hex prefix (at least 4 digits).
+    pub fn resolve(&self, query: &str) -> Result<Item, StoreError> {
+        let q = query.trim().to_ascii_lowercase();
+        if q.len() < 4 || q.len() > 64 || !q.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::NotFound(query.to_string()));
+        }
+        let mut found: Vec<Item> = Vec::new();
+        for signed in self.catalogs()? {
+            for r in &signed.catalog().releases {
+                if r.id().to_string().starts_with(&q) {
+                    found.push(Item::Release(signed.artist(), Box::new(r.clone())));
+                }
+                for t in &r.tracks {
+                    if t.id.to_string().starts_with(&q)
+                        && !found.iter().any(|f| matches!(f, Item::Content(id, _) if *id == t.id))
+                    {
+                        found.push(Item::Content(t.id, t.file_name.clone()));
+                    }
+                }
+            }
+        }
+        match found.len() {
+            0 => Err(StoreError::NotFound(query.to_string())),
+            1 => Ok(found.remove(0)),
+            _ => Err(StoreError::Ambiguous(query.to_string())),
+        }
+    }
+
+    /// Writes content `id` to `dest`, verifying every chunk and the whole-file hash.
+    /// The file appears only when complete.
+    pub fn export_content(&self, id: &ContentId, dest: &Path) -> Result<u64, StoreError> {
+        use std::io::Write;
+        let m = self.manifest(id)?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let partial = dest.with_extension("busker-partial");
+        let io = |source| StoreError::Io { path: partial.clone(), source };
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).map_err(io)?);
+        let mut whole = blake3::Hasher::new();
+        for chunk in &m.chunks {
+            let bytes = self.read_chunk(chunk)?;
+            whole.update(&bytes);
+            out.write_all(&bytes).map_err(io)?;
+        }
+        out.flush().map_err(io)?;
+        drop(out);
+        if ContentId::from(whole.finalize()) != m.hash {
+            let _ = std::fs::remove_file(&partial);
+            return Err(StoreError::Manifest(ManifestError::Malformed(
+                *id,
+                "chunks do not add up to the file hash".into(),
+            )));
+        }
+        std::fs::rename(&partial, dest).map_err(|source| StoreError::Io { path: dest.to_path_buf(), source })?;
+        Ok(m.size)
+    }
+
+    /// Re-hashes every chunk and checks every manifest and catalog. `progress` gets bytes done.
+    pub fn verify(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyReport, StoreError> {
+        let mut report = VerifyReport::default();
+        let mut wanted: HashSet<ContentId> = HashSet::new();
+        for entry in self.catalogs.iter() {
+            let (key, bytes) = entry?;
+            match SignedCatalog::verify(&bytes) {
+                Ok(c) => {
+                    for r in &c.catalog().releases {
+                        wanted.extend(r.tracks.iter().map(|t| t.id));
+                        wanted.extend(r.cover.iter().map(|c| c.id));
+                    }
+                }
+                Err(e) => {
+                    let artist = ArtistKey(key.as_ref().try_into().unwrap_or([0; 32]));
+                    report.bad_catalogs.push((artist, e.to_string()));
+                }
+            }
+        }
+        let mut referenced: HashSet<ContentId> = HashSet::new();
+        for entry in self.manifests.iter() {
+            let (key, bytes) = entry?;
+            let id = ContentId(key.as_ref().try_into().unwrap_or([0; 32]));
+            wanted.remove(&id);
+            match Manifest::decode(&bytes, &id) {
+                Ok(m) => referenced.extend(m.chunks),
+                Err(e) => report.bad_manifests.push((id, e.to_string())),
+            }
+        }
+        report.bad_manifests.extend(wanted.into_iter().map(|id| (id, "referred to by a catalog but absent".into())));
+        let mut indexed: Vec<ContentId> = Vec::new();
+        for entry in self.chunk_index.iter() {
+            let (key, _) = entry?;
+            indexed.push(ContentId(key.as_ref().try_into().unwrap_or([0; 32])));
+        }
+        let results: Vec<(ContentId, Result<u64, StoreError>)> = indexed
+            .par_iter()
+            .map(|id| {
+                let r = self.files.read(id).map(|b| b.len() as u64);
+                if let Ok(n) = &r {
+                    progress(*n);
+                }
+                (*id, r)
+            })
+            .collect();
+        let indexed_set: HashSet<ContentId> = indexed.iter().copied().collect();
+        for (id, r) in results {
+            report.chunks_checked += 1;
+            match r {
+                Ok(n) => report.bytes_checked += n,
+                Err(StoreError::CorruptChunk(_)) => report.corrupt.push(id),
+                Err(StoreError::MissingChunk(_)) => report.missing.push(id),
+                Err(e) => return Err(e),
+            }
+        }
+        report.missing.extend(referenced.iter().filter(|c| !indexed_set.contains(c)));
+        report.orphans = self.files.list()?.iter().filter(|c| !indexed_set.contains(c)).count();
+        report.corrupt.sort();
+        report.missing.sort();
+        report.missing.dedup();
+        Ok(report)
+    }
+
+    /// Removes orphan chunk files (never indexed).
+    pub fn remove_orphans(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for id in self.files.list()? {
+            if !self.has_chunk(&id)? {
+                self.files.remove(&id)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Number of indexed chunks and their total size in bytes.
+    pub fn usage(&self) -> Result<(usize, u64), StoreError> {
+        let mut n = 0;
+        let mut bytes = 0u64;
+        for entry in self.chunk_index.iter() {
+            let (_, v) = entry?;
+            n += 1;
+            bytes += u64::from(u32::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 4])));
+        }
+        Ok((n, bytes))
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: one binary (see Cargo.toml `autotests = false`), real sled stores in
+//! temporary directories, real audio decoded by symphonia.
+
+mod catalog_rules;
+mod common;
+mod crash;
+mod publish;
