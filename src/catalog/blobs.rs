@@ -9,8 +9,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rayon::prelude::*;
-
 use super::ids::ContentId;
 use super::store::StoreError;
 
@@ -43,8 +41,8 @@ impl ChunkFiles {
         self.root.join(&hex[..2]).join(hex)
     }
 
-    /// Writes a chunk completely, then renames it into place. Not durable until [`Self::sync`].
-    pub(crate) fn write(&self, id: &ContentId, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+    /// Writes a chunk completely, then renames it into place.
+    pub(crate) fn write(&self, id: &ContentId, bytes: &[u8]) -> Result<(), StoreError> {
         let dest = self.path(id);
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("{}.{}.{n}", id.short(), std::process::id()));
@@ -54,8 +52,7 @@ impl ChunkFiles {
         if let Some(dir) = dest.parent() {
             fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        Ok(dest)
+        fs::rename(&tmp, &dest).map_err(io(&dest))
     }
 
     /// Reads chunk `id` and checks its hash. A mismatch is [`StoreError::CorruptChunk`].
@@ -81,14 +78,9 @@ impl ChunkFiles {
         }
     }
 
-    /// Flushes the given files and their directories to disk (in parallel: the filesystem
-    /// batches concurrent flushes into fewer journal commits).
-    pub(crate) fn sync(&self, files: &[PathBuf]) -> Result<(), StoreError> {
-        files.par_iter().try_for_each(|p| File::open(p).and_then(|f| f.sync_data()).map_err(io(p)))?;
-        let mut dirs: Vec<&Path> = files.iter().filter_map(|p| p.parent()).collect();
-        dirs.sort();
-        dirs.dedup();
-        dirs.par_iter().try_for_each(|d| File::open(d).and_then(|f| f.sync_all()).map_err(io(d)))
+    /// The length of chunk `id`'s file, if it exists.
+    pub(crate) fn len(&self, id: &ContentId) -> Option<u64> {
+        fs::metadata(self.path(id)).ok().map(|m| m.len())
     }
 
     /// Every chunk file present, indexed or not.

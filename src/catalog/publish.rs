@@ -251,9 +251,9 @@ fn import_file(
     let mut written = 0;
     for (chunk, range) in manifest.chunk_plan() {
         let len = range.end - range.start;
-        if seen.insert(chunk) && !store.has_chunk(&chunk)? {
-            let file = store.write_chunk(&chunk, &data[range.start as usize..range.end as usize])?;
-            batch.chunks.push((chunk, len as u32, file));
+        if seen.insert(chunk) && !store.has_intact_chunk(&chunk)? {
+            store.write_chunk(&chunk, &data[range.start as usize..range.end as usize])?;
+            batch.chunks.push((chunk, len as u32));
             written += len;
         }
         progress(PublishEvent::Stored(len));

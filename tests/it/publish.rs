@@ -188,3 +188,20 @@ fn cut(path: &std::path::Path, keep: f64) -> Vec<u8> {
     let b = std::fs::read(path).unwrap();
     b[..(b.len() as f64 * keep) as usize].to_vec()
 }
+
+#[test]
+fn publishing_again_repairs_a_lost_or_damaged_chunk() {
+    let (dir, node) = artist_node();
+    let src = album(dir.path(), "album", &["01-sunrise.flac"]);
+    let report = node.publish(&src, &options(), &|_| {}).unwrap();
+    let chunks = node.store.manifest(&report.release.tracks[0].id).unwrap().unwrap().chunks;
+    let hex = chunks[1].to_string();
+    let file = node.home.store_dir().join("chunks").join(&hex[..2]).join(&hex);
+    std::fs::write(&file, b"").unwrap(); // what a power cut can leave behind
+    let v = node.verify(&|_| {}).unwrap();
+    assert_eq!(v.corrupt, vec![chunks[1]]);
+    let again = node.publish(&src, &options(), &|_| {}).unwrap();
+    assert!(again.already_published);
+    assert_eq!(again.new_chunks, 1, "exactly the damaged chunk is rewritten");
+    assert!(node.verify(&|_| {}).unwrap().is_ok());
+}
