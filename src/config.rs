@@ -49,6 +49,84 @@ pub enum ConfigError {
 pub struct Config {
     /// Publishing defaults.
     pub publish: PublishConfig,
+    /// Peer-to-peer networking.
+    pub network: NetworkConfig,
+    /// Downloads.
+    pub download: DownloadConfig,
+    /// Disk use.
+    pub storage: StorageConfig,
+    /// The local control API.
+    pub api: ApiConfig,
+}
+
+/// `[network]` settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Peers to connect to at start (multiaddrs ending in `/p2p/<peer id>`).
+    pub bootstrap: Vec<String>,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Most established connections.
+    pub max_connections: u32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/4717".into(), "/ip4/0.0.0.0/udp/4717/quic-v1".into()],
+            bootstrap: Vec::new(),
+            mdns: true,
+            max_connections: 256,
+        }
+    }
+}
+
+/// `[download]` settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownloadConfig {
+    /// Chunk requests in flight per peer.
+    pub window: usize,
+    /// How long a peer that sent bad bytes is banned, in seconds.
+    pub ban_secs: u64,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        Self { window: 16, ban_secs: 600 }
+    }
+}
+
+/// `[storage]` settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Most bytes of chunks kept. Pinned content (published or fetched with `get`) is never
+    /// evicted; other chunks go least-recently-used first.
+    pub cap_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { cap_bytes: 20 << 30 }
+    }
+}
+
+/// `[api]` settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address of the control API (loopback only; port 0 picks a free one).
+    pub listen: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:4718".into() }
+    }
 }
 
 /// `[publish]` settings.
@@ -74,6 +152,31 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# busker node configuration. Every sett
 # CC0-1.0, CC-BY-4.0, CC-BY-SA-4.0, CC-BY-NC-4.0, CC-BY-NC-SA-4.0, CC-BY-ND-4.0,
 # CC-BY-NC-ND-4.0, LicenseRef-all-rights-reserved
 default_license = "CC-BY-4.0"
+
+[network]
+# Multiaddrs to listen on: TCP (noise + yamux) and QUIC.
+listen = ["/ip4/0.0.0.0/tcp/4717", "/ip4/0.0.0.0/udp/4717/quic-v1"]
+# Peers to join at start, e.g. "/ip4/203.0.113.7/tcp/4717/p2p/12D3KooW…".
+bootstrap = []
+# Find peers on the local network (multicast DNS).
+mdns = true
+# Most established connections.
+max_connections = 256
+
+[download]
+# Chunk requests (256 KiB each) in flight per peer.
+window = 16
+# Seconds a peer that sent bytes failing verification is banned.
+ban_secs = 600
+
+[storage]
+# Most bytes of chunks to keep (20 GiB). Published and `busker get` content is pinned and
+# never evicted; other chunks are evicted least-recently-used first.
+cap_bytes = 21474836480
+
+[api]
+# Control API for the CLI, loopback only. Clients need the token in <data dir>/api.token.
+listen = "127.0.0.1:4718"
 "#;
 
 impl Config {

@@ -24,6 +24,12 @@ pub enum Error {
     /// Audio.
     #[error(transparent)]
     Media(#[from] crate::player::MediaError),
+    /// Networking.
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+    /// The node's event loop has stopped.
+    #[error("the node has stopped")]
+    NodeStopped,
     /// A file outside the store.
     #[error("{path}: {source}")]
     Io {

@@ -49,9 +49,11 @@ mod error;
 pub mod identity;
 pub mod local;
 pub mod net;
+pub mod node;
 pub mod player;
 pub mod synth;
 
 pub use config::{Config, Home};
 pub use error::{Error, Result};
 pub use local::Local;
+pub use node::{Event, Node, NodeBuilder};

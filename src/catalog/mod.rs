@@ -15,8 +15,10 @@ pub mod chunk;
 pub mod ids;
 pub mod model;
 pub mod publish;
+pub mod search;
 pub mod signed;
 pub mod store;
+mod store_net;
 
 pub use chunk::Manifest;
 pub use ids::{ArtistKey, ContentId};

@@ -90,12 +90,16 @@ pub struct Batch {
 /// The local content and catalog store.
 #[derive(Debug)]
 pub struct Store {
-    db: sled::Db,
-    chunk_index: sled::Tree,
-    manifests: sled::Tree,
-    catalogs: sled::Tree,
-    pins: sled::Tree,
-    files: ChunkFiles,
+    pub(super) db: sled::Db,
+    pub(super) chunk_index: sled::Tree,
+    pub(super) manifests: sled::Tree,
+    pub(super) catalogs: sled::Tree,
+    pub(super) pins: sled::Tree,
+    /// Content the node is fetching (resumed after a restart), by manifest id.
+    pub(super) wanted: sled::Tree,
+    /// Last time each chunk was read or written (unix seconds), for LRU eviction.
+    pub(super) access: sled::Tree,
+    pub(super) files: ChunkFiles,
 }
 
 /// The result of [`Store::verify`].
@@ -145,6 +149,8 @@ impl Store {
             manifests: db.open_tree("manifests")?,
             catalogs: db.open_tree("catalogs")?,
             pins: db.open_tree("pins")?,
+            wanted: db.open_tree("wanted")?,
+            access: db.open_tree("access")?,
             files: ChunkFiles::open(dir.join("chunks"))?,
             db,
         })

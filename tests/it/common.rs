@@ -42,7 +42,7 @@ pub fn album(root: &Path, name: &str, files: &[&str]) -> PathBuf {
 
 /// A WAV of white noise: valid PCM audio, fast to make in bulk.
 pub fn noise_wav(seed: u64, seconds: f32) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(2).wrapping_add(1);
     let samples: Vec<i16> = (0..(seconds * 44_100.0) as usize * 2)
         .map(|_| {
             x ^= x << 13;

@@ -4,4 +4,7 @@
 mod catalog_rules;
 mod common;
 mod crash;
+mod hostile;
+mod net;
+mod nodes;
 mod publish;

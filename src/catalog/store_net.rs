@@ -1,0 +1,154 @@
+//! Store operations used by the network side: verified chunk and manifest inserts, the set
+//! of content being fetched, pins, and least-recently-used eviction under a storage cap.
+
+use std::collections::HashSet;
+
+use super::chunk::Manifest;
+use super::ids::{ArtistKey, ContentId};
+use super::signed::SignedCatalog;
+use super::store::{Store, StoreError};
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn id_of(key: &[u8]) -> ContentId {
+    ContentId(key.try_into().unwrap_or([0; 32]))
+}
+
+impl Store {
+    /// Stores chunk bytes received from a peer if they hash to `id`. Returns false (and stores
+    /// nothing) if they do not. The chunk is visible once this returns.
+    pub fn put_verified_chunk(&self, id: &ContentId, bytes: &[u8]) -> Result<bool, StoreError> {
+        if ContentId::of(bytes) != *id {
+            return Ok(false);
+        }
+        if !self.has_intact_chunk(id)? {
+            self.files.write(id, bytes)?;
+            self.chunk_index.insert(id.0, &(bytes.len() as u32).to_le_bytes())?;
+        }
+        self.touch(id)?;
+        Ok(true)
+    }
+
+    /// Records that chunk `id` was just used (for LRU eviction).
+    pub fn touch(&self, id: &ContentId) -> Result<(), StoreError> {
+        self.access.insert(id.0, &now_secs().to_le_bytes())?;
+        Ok(())
+    }
+
+    /// Stores manifest bytes that must hash to `id`; returns the decoded manifest.
+    pub fn put_manifest(&self, id: &ContentId, bytes: &[u8]) -> Result<Manifest, StoreError> {
+        let m = Manifest::decode(bytes, id)?;
+        self.manifests.insert(id.0, bytes)?;
+        Ok(m)
+    }
+
+    /// The raw manifest bytes, for serving to peers.
+    pub fn manifest_bytes(&self, id: &ContentId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.manifests.get(id.0)?.map(|v| v.to_vec()))
+    }
+
+    /// The raw catalog envelope of `artist`, for serving to peers.
+    pub fn catalog_bytes(&self, artist: &ArtistKey) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.catalogs.get(artist.0)?.map(|v| v.to_vec()))
+    }
+
+    /// Every stored catalog's artist and sequence number.
+    pub fn catalog_list(&self) -> Result<Vec<(ArtistKey, u64)>, StoreError> {
+        Ok(self.catalogs()?.iter().map(|c| (c.artist(), c.seq())).collect())
+    }
+
+    /// The stored sequence number of `artist`'s catalog.
+    pub fn catalog_seq(&self, artist: &ArtistKey) -> Result<Option<u64>, StoreError> {
+        Ok(self.catalog(artist)?.map(|c: SignedCatalog| c.seq()))
+    }
+
+    /// True if the manifest and every chunk of `id` are stored.
+    pub fn is_complete(&self, id: &ContentId) -> Result<bool, StoreError> {
+        let Some(m) = self.manifest(id)? else { return Ok(false) };
+        for c in &m.chunks {
+            if !self.has_intact_chunk(c)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Marks `id` as being fetched, so a restarted node resumes it.
+    pub fn want(&self, id: &ContentId, pin: bool) -> Result<(), StoreError> {
+        self.wanted.insert(id.0, &[u8::from(pin)])?;
+        Ok(())
+    }
+
+    /// Content being fetched, with whether it should be pinned when done.
+    pub fn wanted(&self) -> Result<Vec<(ContentId, bool)>, StoreError> {
+        self.wanted.iter().map(|e| e.map(|(k, v)| (id_of(&k), v.first() == Some(&1))).map_err(Into::into)).collect()
+    }
+
+    /// A fetch finished: pin it if asked, forget it as wanted, and flush.
+    pub fn finish_fetch(&self, id: &ContentId, pin: bool) -> Result<(), StoreError> {
+        if pin {
+            self.pins.insert(id.0, &[])?;
+        }
+        self.wanted.remove(id.0)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Pinned content ids.
+    pub fn pinned(&self) -> Result<Vec<ContentId>, StoreError> {
+        self.pins.iter().keys().map(|k| k.map(|k| id_of(&k)).map_err(Into::into)).collect()
+    }
+
+    /// Evicts chunks not needed by pinned or wanted content, least recently used first, until
+    /// the store holds at most `cap` bytes of chunks. Returns (chunks evicted, bytes freed).
+    pub fn enforce_cap(&self, cap: u64) -> Result<(usize, u64), StoreError> {
+        let (_, mut used) = self.usage()?;
+        if used <= cap {
+            return Ok((0, 0));
+        }
+        let mut keep: HashSet<ContentId> = HashSet::new();
+        let roots = self.pinned()?.into_iter().chain(self.wanted()?.into_iter().map(|(id, _)| id));
+        for id in roots {
+            if let Some(m) = self.manifest(&id)? {
+                keep.extend(m.chunks);
+            }
+        }
+        let mut candidates: Vec<(u64, ContentId, u64)> = Vec::new();
+        for entry in self.chunk_index.iter() {
+            let (k, v) = entry?;
+            let id = id_of(&k);
+            if keep.contains(&id) {
+                continue;
+            }
+            let len = u64::from(u32::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 4])));
+            let at =
+                self.access.get(k)?.map(|t| u64::from_le_bytes(t.as_ref().try_into().unwrap_or([0; 8]))).unwrap_or(0);
+            candidates.push((at, id, len));
+        }
+        candidates.sort();
+        let (mut n, mut freed) = (0, 0);
+        for (_, id, len) in candidates {
+            if used <= cap {
+                break;
+            }
+            self.chunk_index.remove(id.0)?;
+            self.access.remove(id.0)?;
+            self.files.remove(&id)?;
+            used = used.saturating_sub(len);
+            freed += len;
+            n += 1;
+        }
+        self.db.flush()?;
+        Ok((n, freed))
+    }
+}
+
+impl Store {
+    /// Flushes everything to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! The libp2p behaviour: one field per protocol, and the swarm builder.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, Swarm};
+use libp2p::{connection_limits, gossipsub, identify, kad, mdns, noise, ping, request_response, tcp, yamux};
+
+use super::NetError;
+use super::protocol::{Codec, PROTOCOL};
+
+/// Kademlia protocol name: our own DHT, not the public IPFS one.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/busker/kad/1.0.0");
+/// Gossip topic for catalog announcements.
+pub const CATALOG_TOPIC: &str = "busker/catalogs/1";
+
+/// Settings the swarm needs.
+#[derive(Clone, Debug)]
+pub struct SwarmSettings {
+    /// Run mDNS discovery on the local network.
+    pub mdns: bool,
+    /// Most established connections in total.
+    pub max_connections: u32,
+    /// Close a connection idle for this long.
+    pub idle_timeout: Duration,
+}
+
+/// Every protocol the node speaks.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    /// Caps connections so a flood of peers cannot exhaust the node.
+    pub limits: connection_limits::Behaviour,
+    /// Exchanges listen addresses and protocols, which feeds the DHT routing table.
+    pub identify: identify::Behaviour,
+    /// Keeps connections alive and measures round-trip time.
+    pub ping: ping::Behaviour,
+    /// DHT: catalog announcement records, and providers of catalogs and tracks.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Catalog announcements, validated before they are forwarded.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Local-network discovery; off in tests.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Catalogs, manifests and chunks.
+    pub exchange: request_response::Behaviour<Codec>,
+}
+
+fn boxed(e: impl std::fmt::Display) -> NetError {
+    NetError::Swarm(e.to_string())
+}
+
+/// Builds the swarm: TCP+noise+yamux and QUIC, all behaviours configured.
+pub(crate) fn build_swarm(keypair: Keypair, s: &SwarmSettings) -> Result<Swarm<Behaviour>, NetError> {
+    let settings = s.clone();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(boxed)?
+        .with_quic()
+        .with_behaviour(move |key| {
+            let peer = key.public().to_peer_id();
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .validate_messages()
+                .max_transmit_size(4096)
+                .heartbeat_interval(Duration::from_millis(500))
+                .message_id_fn(|m: &gossipsub::Message| {
+                    gossipsub::MessageId::from(&blake3::hash(&m.data).as_bytes()[..20])
+                })
+                .build()?;
+            let gossipsub =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)?;
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+            kad_config.set_query_timeout(Duration::from_secs(30));
+            let store_config = kad::store::MemoryStoreConfig {
+                max_records: 8192,
+                max_value_bytes: 1024,
+                max_providers_per_key: 64,
+                max_provided_keys: 100_000,
+            };
+            let mut kad =
+                kad::Behaviour::with_config(peer, kad::store::MemoryStore::with_config(peer, store_config), kad_config);
+            kad.set_mode(Some(kad::Mode::Server));
+            let mdns =
+                if settings.mdns { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?) } else { None };
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(settings.max_connections))
+                .with_max_established_per_peer(Some(2))
+                .with_max_pending_incoming(Some(64));
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                identify: identify::Behaviour::new(identify::Config::new("/busker/1.0.0".into(), key.public())),
+                ping: ping::Behaviour::default(),
+                kad,
+                gossipsub,
+                mdns: Toggle::from(mdns),
+                exchange: request_response::Behaviour::with_codec(
+                    Codec::default(),
+                    [(PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30))
+                        .with_max_concurrent_streams(512),
+                ),
+            })
+        })
+        .map_err(boxed)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(settings_idle(s)))
+        .build();
+    Ok(swarm)
+}
+
+fn settings_idle(s: &SwarmSettings) -> Duration {
+    s.idle_timeout
+}

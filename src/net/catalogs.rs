@@ -1,0 +1,216 @@
+//! Catalog discovery in the event loop: serving requests, gossip announcements (validated
+//! before forwarding), catalog sync with new peers, DHT records and provider records.
+
+use libp2p::request_response::ResponseChannel;
+use libp2p::{PeerId, gossipsub, kad};
+
+use super::announce::{Announcement, artist_of_key, catalog_key};
+use super::event_loop::{EventLoop, Pending, Work};
+use super::protocol::{Request, Response};
+use crate::catalog::SignedCatalog;
+use crate::catalog::ids::{ArtistKey, ContentId};
+use crate::node::{Event, Via};
+
+impl EventLoop {
+    /// Answers a peer's request. Chunk reads (and their verification) run on the blocking pool.
+    pub(super) fn serve(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+        let store = &self.local.store;
+        let found = |r: Result<Option<Vec<u8>>, _>| match r {
+            Ok(Some(b)) => Response::Bytes(b),
+            _ => Response::NotFound,
+        };
+        let response = match request {
+            Request::Catalog(artist) => found(store.catalog_bytes(&artist)),
+            Request::ListCatalogs => Response::Catalogs(store.catalog_list().unwrap_or_default()),
+            Request::Manifest(id) => found(store.manifest_bytes(&id)),
+            Request::Chunk(id) => {
+                let (local, work) = (self.local.clone(), self.work_tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    // read_chunk verifies the hash: we never serve bytes we would not accept.
+                    let response = match local.store.read_chunk(&id) {
+                        Ok(bytes) => {
+                            let _ = local.store.touch(&id);
+                            Response::Bytes(bytes)
+                        }
+                        Err(e) => {
+                            tracing::debug!("not serving chunk {id} to {peer}: {e}");
+                            Response::NotFound
+                        }
+                    };
+                    let _ = work.blocking_send(Work::Serve { channel, response });
+                });
+                return;
+            }
+        };
+        let _ = self.swarm.behaviour_mut().exchange.send_response(channel, response);
+    }
+
+    /// Publishes our announcement: gossip, DHT record, and provider records.
+    pub(super) fn announce(&mut self, a: Announcement) {
+        let b = self.swarm.behaviour_mut();
+        if let Err(e) = b.gossipsub.publish(self.topic.clone(), a.encode()) {
+            tracing::info!("gossip announcement not sent now ({e}); peers will sync on connect");
+        }
+        let key = kad::RecordKey::new(&catalog_key(&a.artist));
+        let _ = b.kad.put_record(kad::Record::new(key.clone(), a.encode()), kad::Quorum::One);
+        let _ = b.kad.start_providing(key);
+        self.provide_all();
+    }
+
+    /// Registers as provider of every pinned piece of content.
+    pub(super) fn provide_all(&mut self) {
+        let pinned = self.local.store.pinned().unwrap_or_default();
+        for id in pinned {
+            let _ = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&id.0));
+        }
+    }
+
+    /// Validates an announcement before gossipsub may forward it: the signature must verify,
+    /// it must be newer than what we hold, and the catalog it names must be fetched from the
+    /// sender and verified. Only then is it accepted (and so forwarded), which means every
+    /// node that forwards an announcement can also serve the catalog.
+    pub(super) fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, data: &[u8]) {
+        match Announcement::decode(data) {
+            Err(e) => {
+                self.emit(Event::AnnouncementRejected { from: source.to_string(), reason: e.to_string() });
+                self.validated(&id, source, gossipsub::MessageAcceptance::Reject);
+            }
+            Ok(a) => match self.local.store.catalog_seq(&a.artist) {
+                Ok(Some(have)) if have >= a.seq => {
+                    self.emit(Event::AnnouncementIgnored { artist: a.artist, seq: a.seq });
+                    self.validated(&id, source, gossipsub::MessageAcceptance::Ignore);
+                }
+                _ => {
+                    let pending =
+                        Pending::Catalog { artist: a.artist, via: Via::Gossip, expect: Some(a), gossip: Some(id) };
+                    self.request(source, Request::Catalog(a.artist), pending);
+                }
+            },
+        }
+    }
+
+    /// Reports a gossip validation result (forward, drop, or drop and penalise the sender).
+    pub(super) fn validated(
+        &mut self,
+        id: &gossipsub::MessageId,
+        source: PeerId,
+        acceptance: gossipsub::MessageAcceptance,
+    ) {
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, &source, acceptance);
+    }
+
+    /// A new peer: learn which catalogs it has, and let downloads use it.
+    pub(super) fn on_peer_connected(&mut self, peer: PeerId) {
+        self.request(peer, Request::ListCatalogs, Pending::CatalogList);
+        let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
+        for id in ids {
+            self.add_download_peer(id, peer);
+        }
+    }
+
+    pub(super) fn on_catalog_list(&mut self, peer: PeerId, list: Vec<(ArtistKey, u64)>) {
+        for (artist, seq) in list {
+            let have = self.local.store.catalog_seq(&artist).ok().flatten();
+            if have.is_none_or(|h| h < seq) {
+                self.request(
+                    peer,
+                    Request::Catalog(artist),
+                    Pending::Catalog { artist, via: Via::Sync, expect: None, gossip: None },
+                );
+            }
+        }
+    }
+
+    /// Verifies a fetched catalog against the artist key (and the announcement, if any), then
+    /// stores it if it is newer.
+    pub(super) fn on_catalog_bytes(
+        &mut self,
+        peer: PeerId,
+        artist: ArtistKey,
+        via: Via,
+        expect: Option<Announcement>,
+        gossip: Option<gossipsub::MessageId>,
+        bytes: &[u8],
+    ) {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+        let outcome = match SignedCatalog::verify_for(bytes, &artist) {
+            Err(e) => {
+                tracing::warn!("catalog from {peer} rejected: {e}");
+                if bytes.is_empty() { Ignore } else { Reject }
+            }
+            Ok(signed)
+                if expect
+                    .is_some_and(|a| signed.seq() < a.seq || (signed.seq() == a.seq && signed.hash() != a.hash)) =>
+            {
+                tracing::warn!("catalog from {peer} does not match its announcement");
+                Ignore
+            }
+            Ok(signed) => {
+                let seq = signed.seq();
+                match self.local.store.put_catalog(signed) {
+                    Ok(()) => {
+                        self.emit(Event::CatalogUpdated { artist, seq, via });
+                        Accept
+                    }
+                    Err(e) => {
+                        tracing::debug!("catalog {artist} v{seq} from {peer} not stored: {e}");
+                        Ignore
+                    }
+                }
+            }
+        };
+        if let Some(id) = gossip {
+            self.validated(&id, peer, outcome);
+        }
+    }
+
+    /// DHT events: validate records before storing them; route provider results to fetches.
+    pub(super) fn on_kad(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest { request: kad::InboundRequest::PutRecord { record: Some(record), .. } } => {
+                let valid = artist_of_key(record.key.as_ref())
+                    .zip(Announcement::decode(&record.value).ok())
+                    .is_some_and(|(artist, a)| a.artist == artist);
+                let held = self.swarm.behaviour_mut().kad.store_mut_seq(&record.key);
+                let newer =
+                    Announcement::decode(&record.value).map(|a| held.is_none_or(|h| a.seq > h)).unwrap_or(false);
+                if valid && newer {
+                    let _ = kad::store::RecordStore::put(self.swarm.behaviour_mut().kad.store_mut(), record);
+                }
+            }
+            kad::Event::InboundRequest { request: kad::InboundRequest::AddProvider { record: Some(record) } }
+                if record.key.as_ref().len() <= 64 =>
+            {
+                let _ = kad::store::RecordStore::add_provider(self.swarm.behaviour_mut().kad.store_mut(), record);
+            }
+            kad::Event::OutboundQueryProgressed {
+                id, result: kad::QueryResult::GetProviders(result), step, ..
+            } => {
+                let Some(content) = self.provider_queries.get(&id).copied() else { return };
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
+                    let me = *self.swarm.local_peer_id();
+                    for p in providers.into_iter().filter(|p| *p != me) {
+                        self.add_download_peer(content, p);
+                    }
+                }
+                if step.last {
+                    self.provider_queries.remove(&id);
+                    self.provider_query_done(content);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads the sequence number of a stored announcement record.
+trait StoreSeq {
+    fn store_mut_seq(&mut self, key: &kad::RecordKey) -> Option<u64>;
+}
+
+impl StoreSeq for kad::Behaviour<kad::store::MemoryStore> {
+    fn store_mut_seq(&mut self, key: &kad::RecordKey) -> Option<u64> {
+        let rec = kad::store::RecordStore::get(self.store_mut(), key)?;
+        Announcement::decode(&rec.value).ok().map(|a| a.seq)
+    }
+}

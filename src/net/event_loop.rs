@@ -1,0 +1,385 @@
+//! The event loop: the one task that owns the swarm. It takes [`Command`]s from [`Node`]
+//! handles, drives the swarm, and emits domain [`Event`]s. It never blocks on disk for long:
+//! chunk reads and writes run on the blocking pool and come back as `Work`.
+//!
+//! [`Node`]: crate::node::Node
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::behaviour::{Behaviour, BehaviourEvent, CATALOG_TOPIC, SwarmSettings, build_swarm};
+use super::fetch::{Download, Waiter};
+use super::protocol::{Request, Response};
+use super::{Announcement, FetchReport, NetError, PeerInfo, Status};
+use crate::Local;
+use crate::catalog::StoreError;
+use crate::catalog::ids::{ArtistKey, ContentId};
+use crate::node::{Event, Via};
+
+/// Results of blocking work coming back to the loop. Bounded like every channel here.
+const WORK_QUEUE: usize = 256;
+
+/// What a handle asks of the loop.
+pub(crate) enum Command {
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), NetError>> },
+    ListenAddrs { reply: oneshot::Sender<Vec<String>> },
+    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
+    Status { reply: oneshot::Sender<Status> },
+    Announce { announcement: Announcement, reply: oneshot::Sender<()> },
+    Fetch { ids: Vec<ContentId>, pin: bool, reply: oneshot::Sender<Result<FetchReport, NetError>> },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Blocking work finished.
+pub(super) enum Work {
+    /// A chunk read for a peer's request.
+    Serve { channel: ResponseChannel<Response>, response: Response },
+    /// A received chunk was checked (Ok(true): stored; Ok(false): wrong hash).
+    ChunkChecked { id: ContentId, idx: usize, peer: PeerId, len: usize, result: Result<bool, StoreError> },
+}
+
+/// What an outbound request was for.
+pub(super) enum Pending {
+    CatalogList,
+    /// `gossip`: the announcement being validated, accepted (forwarded) only once this
+    /// catalog is fetched and verified.
+    Catalog {
+        artist: ArtistKey,
+        via: Via,
+        expect: Option<Announcement>,
+        gossip: Option<gossipsub::MessageId>,
+    },
+    Manifest {
+        id: ContentId,
+    },
+    Chunk {
+        id: ContentId,
+        idx: usize,
+    },
+}
+
+/// Settings the loop runs with.
+#[derive(Clone, Debug)]
+pub(crate) struct LoopSettings {
+    pub listen: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub mdns: bool,
+    pub max_connections: u32,
+    pub window: usize,
+    pub ban_for: Duration,
+    pub storage_cap: u64,
+}
+
+pub(crate) struct EventLoop {
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) local: Arc<Local>,
+    pub(super) settings: LoopSettings,
+    commands: mpsc::Receiver<Command>,
+    pub(super) events: broadcast::Sender<Event>,
+    pub(super) work_tx: mpsc::Sender<Work>,
+    work_rx: mpsc::Receiver<Work>,
+    pub(super) pending: HashMap<OutboundRequestId, (PeerId, Pending)>,
+    dials: HashMap<ConnectionId, (String, oneshot::Sender<Result<(), NetError>>)>,
+    pub(super) downloads: HashMap<ContentId, Download>,
+    pub(super) waiters: Vec<Waiter>,
+    pub(super) bans: HashMap<PeerId, Instant>,
+    pub(super) provider_queries: HashMap<kad::QueryId, ContentId>,
+    pub(super) topic: gossipsub::IdentTopic,
+    connected: HashMap<PeerId, Multiaddr>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        local: Arc<Local>,
+        settings: LoopSettings,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<Event>,
+    ) -> Result<Self, NetError> {
+        let swarm_settings = SwarmSettings {
+            mdns: settings.mdns,
+            max_connections: settings.max_connections,
+            idle_timeout: Duration::from_secs(120),
+        };
+        let mut swarm = build_swarm(super::keypair(&local.identity)?, &swarm_settings)?;
+        for addr in &settings.listen {
+            let ma: Multiaddr = addr.parse().map_err(|e| NetError::BadAddress(format!("{addr}: {e}")))?;
+            swarm.listen_on(ma).map_err(|e| NetError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+        }
+        let topic = gossipsub::IdentTopic::new(CATALOG_TOPIC);
+        swarm.behaviour_mut().gossipsub.subscribe(&topic).map_err(|e| NetError::Swarm(e.to_string()))?;
+        let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
+        Ok(Self {
+            swarm,
+            local,
+            settings,
+            commands,
+            events,
+            work_tx,
+            work_rx,
+            pending: HashMap::new(),
+            dials: HashMap::new(),
+            downloads: HashMap::new(),
+            waiters: Vec::new(),
+            bans: HashMap::new(),
+            provider_queries: HashMap::new(),
+            topic,
+            connected: HashMap::new(),
+        })
+    }
+
+    pub(crate) fn peer_id(&self) -> String {
+        self.swarm.local_peer_id().to_string()
+    }
+
+    pub(super) fn emit(&self, event: Event) {
+        // No subscribers is fine; a lagging subscriber is told by the broadcast channel.
+        let _ = self.events.send(event);
+    }
+
+    /// Runs until shutdown. Local commands first (`biased`), then finished work, then the network.
+    pub(crate) async fn run(mut self) {
+        self.start();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown { reply }) => {
+                        self.stop();
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(cmd) => self.handle_command(cmd),
+                    None => break,
+                },
+                Some(work) = self.work_rx.recv() => self.handle_work(work),
+                event = self.swarm.select_next_some() => self.handle_event(event),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn start(&mut self) {
+        for addr in self.settings.bootstrap.clone() {
+            match addr.parse::<Multiaddr>() {
+                Ok(ma) => {
+                    if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = ma.iter().last() {
+                        self.swarm.behaviour_mut().kad.add_address(&peer, ma.clone());
+                    }
+                    if let Err(e) = self.swarm.dial(ma) {
+                        tracing::warn!("bootstrap {addr}: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("bootstrap address {addr}: {e}"),
+            }
+        }
+        self.provide_all();
+        self.resume_downloads();
+    }
+
+    fn stop(&mut self) {
+        if let Err(e) = self.local.store.flush() {
+            tracing::warn!("flushing store at shutdown: {e}");
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.reply.send(Err(NetError::Swarm("node shut down".into())));
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Dial { addr, reply } => {
+                let opts = DialOpts::from(addr.clone());
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.dials.insert(id, (addr.to_string(), reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial { addr: addr.to_string(), reason: e.to_string() }));
+                    }
+                }
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.listen_addrs());
+            }
+            Command::Peers { reply } => {
+                let peers = self.connected.iter().map(|(p, a)| PeerInfo { peer: p.to_string(), addr: a.to_string() });
+                let _ = reply.send(peers.collect());
+            }
+            Command::Status { reply } => {
+                let (chunks, bytes) = self.local.store.usage().unwrap_or((0, 0));
+                let _ = reply.send(Status {
+                    peer_id: self.peer_id(),
+                    listen: self.listen_addrs(),
+                    peers: self.connected.len(),
+                    gossip_peers: self.swarm.behaviour().gossipsub.mesh_peers(&self.topic.hash()).count(),
+                    catalogs: self.local.store.catalog_list().map(|l| l.len()).unwrap_or(0),
+                    chunks,
+                    bytes,
+                    downloads: self.downloads.len(),
+                });
+            }
+            Command::Announce { announcement, reply } => {
+                self.announce(announcement);
+                let _ = reply.send(());
+            }
+            Command::Fetch { ids, pin, reply } => self.start_fetch(ids, pin, reply),
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    fn listen_addrs(&self) -> Vec<String> {
+        let me = self.swarm.local_peer_id();
+        self.swarm.listeners().map(|a| format!("{a}/p2p/{me}")).collect()
+    }
+
+    fn handle_work(&mut self, work: Work) {
+        match work {
+            Work::Serve { channel, response } => {
+                if self.swarm.behaviour_mut().exchange.send_response(channel, response).is_err() {
+                    tracing::debug!("peer went away before its response was sent");
+                }
+            }
+            Work::ChunkChecked { id, idx, peer, len, result } => self.on_chunk_checked(id, idx, peer, len, result),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        self.bans.retain(|_, until| *until > now);
+        let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
+        for id in ids {
+            self.drive(id);
+        }
+    }
+
+    fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let addr = format!("{address}/p2p/{}", self.swarm.local_peer_id());
+                tracing::info!("listening on {addr}");
+                self.emit(Event::Listening { addr });
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
+                if let Some((_, reply)) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(()));
+                }
+                if self.bans.get(&peer_id).is_some_and(|t| *t > Instant::now()) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                if num_established.get() == 1 {
+                    self.connected.insert(peer_id, endpoint.get_remote_address().clone());
+                    self.emit(Event::PeerConnected { peer: peer_id.to_string() });
+                    self.on_peer_connected(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.connected.remove(&peer_id);
+                self.emit(Event::PeerDisconnected { peer: peer_id.to_string() });
+                self.on_peer_gone(peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                if let Some((addr, reply)) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Err(NetError::Dial { addr, reason: error.to_string() }));
+                }
+            }
+            SwarmEvent::Behaviour(ev) => self.handle_behaviour(ev),
+            _ => {}
+        }
+    }
+
+    fn handle_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
+                for (peer, addr) in list {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if !self.connected.contains_key(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                self.on_gossip(propagation_source, message_id, &message.data);
+            }
+            BehaviourEvent::Kad(ev) => self.on_kad(ev),
+            BehaviourEvent::Exchange(ev) => self.on_exchange(ev),
+            _ => {}
+        }
+    }
+
+    fn on_exchange(&mut self, event: request_response::Event<Request, Response>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => self.serve(peer, request, channel),
+                request_response::Message::Response { request_id, response } => {
+                    if let Some((peer, pending)) = self.pending.remove(&request_id) {
+                        self.on_response(peer, pending, response);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some((peer, pending)) = self.pending.remove(&request_id) {
+                    tracing::debug!("request to {peer} failed: {error}");
+                    self.on_request_failed(peer, pending);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends a request and remembers what it was for.
+    pub(super) fn request(&mut self, peer: PeerId, request: Request, pending: Pending) {
+        let id = self.swarm.behaviour_mut().exchange.send_request(&peer, request);
+        self.pending.insert(id, (peer, pending));
+    }
+
+    fn on_response(&mut self, peer: PeerId, pending: Pending, response: Response) {
+        match pending {
+            Pending::CatalogList => {
+                if let Response::Catalogs(list) = response {
+                    self.on_catalog_list(peer, list);
+                }
+            }
+            Pending::Catalog { artist, via, expect, gossip } => {
+                let bytes = match response {
+                    Response::Bytes(bytes) => bytes,
+                    _ => Vec::new(),
+                };
+                self.on_catalog_bytes(peer, artist, via, expect, gossip, &bytes);
+            }
+            Pending::Manifest { id } => self.on_manifest(peer, id, response),
+            Pending::Chunk { id, idx } => self.on_chunk(peer, id, idx, response),
+        }
+    }
+
+    fn on_request_failed(&mut self, peer: PeerId, pending: Pending) {
+        match pending {
+            Pending::Manifest { id } => self.on_manifest(peer, id, Response::Refused),
+            Pending::Chunk { id, idx } => self.on_chunk(peer, id, idx, Response::Refused),
+            Pending::Catalog { gossip: Some(id), .. } => {
+                self.validated(&id, peer, gossipsub::MessageAcceptance::Ignore)
+            }
+            Pending::CatalogList | Pending::Catalog { .. } => {}
+        }
+    }
+
+    /// Connected peers, for adding to downloads.
+    pub(super) fn connected_peers(&self) -> HashSet<PeerId> {
+        self.connected.keys().copied().collect()
+    }
+}

@@ -1,0 +1,380 @@
+//! Downloads in the event loop: manifests first, then chunks from every peer that has them,
+//! each verified before it is stored. Scheduling decisions come from [`Schedule`].
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use libp2p::{PeerId, kad};
+use tokio::sync::oneshot;
+
+use super::event_loop::{EventLoop, Pending, Work};
+use super::protocol::{Request, Response};
+use super::schedule::Schedule;
+use super::{FetchReport, NetError};
+use crate::catalog::StoreError;
+use crate::catalog::chunk::{CHUNK, Manifest};
+use crate::catalog::ids::ContentId;
+use crate::node::Event;
+
+/// Provider lookups without progress before a caller's fetch gives up. A fetch nobody waits
+/// for (resumed after a restart) keeps waiting for peers instead.
+const MAX_LOOKUPS: u32 = 3;
+/// Least time between two provider lookups for one download.
+const LOOKUP_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// One piece of content being fetched.
+pub(super) struct Download {
+    pin: bool,
+    manifest: Option<Manifest>,
+    schedule: Option<Schedule<PeerId>>,
+    candidates: HashSet<PeerId>,
+    manifest_asked: HashSet<PeerId>,
+    manifest_in_flight: bool,
+    lookup_running: bool,
+    last_lookup: Option<Instant>,
+    lookups: u32,
+    fetched: usize,
+    fetched_bytes: u64,
+    per_peer: HashMap<PeerId, usize>,
+}
+
+/// A caller waiting for a set of content ids.
+pub(super) struct Waiter {
+    ids: HashSet<ContentId>,
+    report: FetchReport,
+    pub(super) reply: oneshot::Sender<Result<FetchReport, NetError>>,
+}
+
+impl EventLoop {
+    pub(super) fn start_fetch(
+        &mut self,
+        ids: Vec<ContentId>,
+        pin: bool,
+        reply: oneshot::Sender<Result<FetchReport, NetError>>,
+    ) {
+        let mut waiter =
+            Waiter { ids: HashSet::new(), report: FetchReport { items: ids.len(), ..FetchReport::default() }, reply };
+        for id in ids {
+            if let Some(d) = self.downloads.get_mut(&id) {
+                d.pin |= pin;
+                waiter.ids.insert(id);
+                continue;
+            }
+            match self.local.store.is_complete(&id) {
+                Ok(true) => {
+                    if pin {
+                        let _ = self.local.store.finish_fetch(&id, true);
+                    }
+                    let total = self.local.store.manifest(&id).ok().flatten().map_or(0, |m| m.chunks.len());
+                    waiter.report.total_chunks += total;
+                }
+                _ => {
+                    waiter.ids.insert(id);
+                    self.start_download(id, pin);
+                }
+            }
+        }
+        if waiter.ids.is_empty() {
+            let _ = waiter.reply.send(Ok(waiter.report));
+        } else {
+            self.waiters.push(waiter);
+            let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
+            for id in ids {
+                self.drive(id);
+            }
+        }
+    }
+
+    /// Resumes fetches that were running when the node last stopped.
+    pub(super) fn resume_downloads(&mut self) {
+        for (id, pin) in self.local.store.wanted().unwrap_or_default() {
+            tracing::info!("resuming fetch of {id}");
+            self.start_download(id, pin);
+        }
+    }
+
+    fn start_download(&mut self, id: ContentId, pin: bool) {
+        if let Err(e) = self.local.store.want(&id, pin) {
+            tracing::warn!("cannot record fetch of {id}: {e}");
+        }
+        let mut d = Download {
+            pin,
+            manifest: None,
+            schedule: None,
+            candidates: HashSet::new(),
+            manifest_asked: HashSet::new(),
+            manifest_in_flight: false,
+            lookup_running: false,
+            last_lookup: None,
+            lookups: 0,
+            fetched: 0,
+            fetched_bytes: 0,
+            per_peer: HashMap::new(),
+        };
+        let now = Instant::now();
+        d.candidates = self.connected_peers().into_iter().filter(|p| !self.is_banned(p, now)).collect();
+        self.downloads.insert(id, d);
+        if let Ok(Some(m)) = self.local.store.manifest(&id) {
+            self.set_manifest(id, m);
+        }
+        self.lookup_providers(id);
+    }
+
+    fn is_banned(&self, peer: &PeerId, now: Instant) -> bool {
+        self.bans.get(peer).is_some_and(|t| *t > now)
+    }
+
+    fn lookup_providers(&mut self, id: ContentId) {
+        let Some(d) = self.downloads.get_mut(&id) else { return };
+        if d.lookup_running || d.last_lookup.is_some_and(|t| t.elapsed() < LOOKUP_EVERY) {
+            return;
+        }
+        d.lookup_running = true;
+        d.last_lookup = Some(Instant::now());
+        d.lookups += 1;
+        let q = self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(&id.0));
+        self.provider_queries.insert(q, id);
+    }
+
+    pub(super) fn provider_query_done(&mut self, id: ContentId) {
+        if let Some(d) = self.downloads.get_mut(&id) {
+            d.lookup_running = false;
+        }
+        self.drive(id);
+    }
+
+    pub(super) fn add_download_peer(&mut self, id: ContentId, peer: PeerId) {
+        if self.is_banned(&peer, Instant::now()) {
+            return;
+        }
+        if let Some(d) = self.downloads.get_mut(&id) {
+            d.candidates.insert(peer);
+            if let Some(s) = &mut d.schedule {
+                s.add_peer(peer);
+            }
+        }
+        self.drive(id);
+    }
+
+    pub(super) fn on_peer_gone(&mut self, peer: PeerId) {
+        let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
+        for id in ids {
+            if let Some(d) = self.downloads.get_mut(&id) {
+                d.candidates.remove(&peer);
+                if let Some(s) = &mut d.schedule {
+                    s.remove_peer(&peer);
+                }
+            }
+            self.drive(id);
+        }
+    }
+
+    fn set_manifest(&mut self, id: ContentId, m: Manifest) {
+        let store = &self.local.store;
+        let schedule = Schedule::new(
+            m.chunks.len(),
+            |i| store.has_intact_chunk(&m.chunks[i]).unwrap_or(false),
+            self.settings.window,
+            self.settings.ban_for,
+        );
+        if let Some(d) = self.downloads.get_mut(&id) {
+            let mut s = schedule;
+            for p in &d.candidates {
+                s.add_peer(*p);
+            }
+            d.schedule = Some(s);
+            d.manifest = Some(m);
+        }
+    }
+
+    /// Sends whatever requests the download's state allows; finishes or fails it.
+    pub(super) fn drive(&mut self, id: ContentId) {
+        let now = Instant::now();
+        let Some(d) = self.downloads.get_mut(&id) else { return };
+        let mut requests: Vec<(PeerId, Request, Pending)> = Vec::new();
+        match (&d.manifest, &mut d.schedule) {
+            (Some(m), Some(s)) => {
+                for (peer, idx) in s.next(now) {
+                    requests.push((peer, Request::Chunk(m.chunks[idx]), Pending::Chunk { id, idx }));
+                }
+                if s.is_complete() {
+                    return self.complete(id);
+                }
+                if s.is_stalled(now) && !d.lookup_running {
+                    if d.lookups >= MAX_LOOKUPS && self.waiters.iter().any(|w| w.ids.contains(&id)) {
+                        let (have, total) = (s.done(), s.total());
+                        return self.fail(id, NetError::Stalled { id, have, total });
+                    }
+                    self.lookup_providers(id);
+                    return;
+                }
+            }
+            _ => {
+                if !d.manifest_in_flight {
+                    let next = d.candidates.iter().find(|p| !d.manifest_asked.contains(p)).copied();
+                    match next {
+                        Some(peer) => {
+                            d.manifest_asked.insert(peer);
+                            d.manifest_in_flight = true;
+                            requests.push((peer, Request::Manifest(id), Pending::Manifest { id }));
+                        }
+                        None if !d.lookup_running => {
+                            if d.lookups >= MAX_LOOKUPS && self.waiters.iter().any(|w| w.ids.contains(&id)) {
+                                return self.fail(id, NetError::Stalled { id, have: 0, total: 0 });
+                            }
+                            d.manifest_asked.clear();
+                            self.lookup_providers(id);
+                            return;
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        for (peer, req, pending) in requests {
+            self.request(peer, req, pending);
+        }
+    }
+
+    pub(super) fn on_manifest(&mut self, peer: PeerId, id: ContentId, response: Response) {
+        let Some(d) = self.downloads.get_mut(&id) else { return };
+        d.manifest_in_flight = false;
+        match response {
+            Response::Bytes(bytes) => match self.local.store.put_manifest(&id, &bytes) {
+                Ok(m) => self.set_manifest(id, m),
+                Err(e) => self.ban(peer, format!("sent a bad manifest for {id}: {e}")),
+            },
+            _ => {
+                d.candidates.remove(&peer);
+            }
+        }
+        self.drive(id);
+    }
+
+    pub(super) fn on_chunk(&mut self, peer: PeerId, id: ContentId, idx: usize, response: Response) {
+        let Some(d) = self.downloads.get_mut(&id) else { return };
+        let (Some(m), Some(s)) = (&d.manifest, &mut d.schedule) else { return };
+        match response {
+            Response::Bytes(bytes) if bytes.len() as u64 <= CHUNK => {
+                let (local, work, chunk, len) = (self.local.clone(), self.work_tx.clone(), m.chunks[idx], bytes.len());
+                tokio::task::spawn_blocking(move || {
+                    let result = local.store.put_verified_chunk(&chunk, &bytes);
+                    let _ = work.blocking_send(Work::ChunkChecked { id, idx, peer, len, result });
+                });
+                return;
+            }
+            Response::Bytes(_) => {
+                s.bad_bytes(&peer, idx, Instant::now());
+                self.ban(peer, "sent an oversized chunk".into());
+            }
+            Response::NotFound => s.failed(&peer, idx, true),
+            _ => s.failed(&peer, idx, false),
+        }
+        self.drive(id);
+    }
+
+    pub(super) fn on_chunk_checked(
+        &mut self,
+        id: ContentId,
+        idx: usize,
+        peer: PeerId,
+        len: usize,
+        result: Result<bool, StoreError>,
+    ) {
+        let Some(d) = self.downloads.get_mut(&id) else { return };
+        let Some(s) = &mut d.schedule else { return };
+        match result {
+            Ok(true) => {
+                s.delivered(&peer, idx);
+                d.fetched += 1;
+                d.fetched_bytes += len as u64;
+                *d.per_peer.entry(peer).or_default() += 1;
+                let (have, total) = (s.done(), s.total());
+                if have % 16 == 0 || have == total {
+                    self.emit(Event::FetchProgress { id, have, total });
+                }
+            }
+            Ok(false) => {
+                s.bad_bytes(&peer, idx, Instant::now());
+                self.ban(peer, format!("sent a chunk of {id} that fails its BLAKE3 hash"));
+            }
+            Err(e) => {
+                tracing::warn!("storing a chunk of {id}: {e}");
+                s.failed(&peer, idx, false);
+            }
+        }
+        self.drive(id);
+    }
+
+    /// Bans a peer that sent bad bytes: no downloads use it, and it is disconnected.
+    fn ban(&mut self, peer: PeerId, reason: String) {
+        tracing::warn!("banning {peer}: {reason}");
+        self.bans.insert(peer, Instant::now() + self.settings.ban_for);
+        for d in self.downloads.values_mut() {
+            d.candidates.remove(&peer);
+            if let Some(s) = &mut d.schedule {
+                s.remove_peer(&peer);
+            }
+        }
+        let _ = self.swarm.disconnect_peer_id(peer);
+        self.emit(Event::PeerBanned { peer: peer.to_string(), reason });
+    }
+
+    fn complete(&mut self, id: ContentId) {
+        let Some(d) = self.downloads.remove(&id) else { return };
+        if let Err(e) = self.local.store.finish_fetch(&id, d.pin) {
+            tracing::warn!("finishing fetch of {id}: {e}");
+        }
+        let _ = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&id.0));
+        let total = d.schedule.as_ref().map_or(0, |s| s.total());
+        self.emit(Event::FetchComplete { id, fetched: d.fetched, total });
+        if !d.pin {
+            if let Err(e) = self.local.store.enforce_cap(self.settings.storage_cap) {
+                tracing::warn!("enforcing the storage cap: {e}");
+            }
+        }
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let w = &mut self.waiters[i];
+            if w.ids.remove(&id) {
+                w.report.fetched_chunks += d.fetched;
+                w.report.fetched_bytes += d.fetched_bytes;
+                w.report.total_chunks += total;
+                for (p, n) in &d.per_peer {
+                    let p = p.to_string();
+                    match w.report.per_peer.iter_mut().find(|(q, _)| *q == p) {
+                        Some((_, m)) => *m += n,
+                        None => w.report.per_peer.push((p, *n)),
+                    }
+                }
+                w.report.per_peer.sort_by_key(|p| std::cmp::Reverse(p.1));
+            }
+            if w.ids.is_empty() {
+                let w = self.waiters.swap_remove(i);
+                let _ = w.reply.send(Ok(w.report));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn fail(&mut self, id: ContentId, err: NetError) {
+        self.downloads.remove(&id);
+        if let Err(e) = self.local.store.finish_fetch(&id, false) {
+            tracing::warn!("forgetting failed fetch of {id}: {e}");
+        }
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.waiters[i].ids.contains(&id) {
+                let w = self.waiters.swap_remove(i);
+                let e = match &err {
+                    NetError::Stalled { id, have, total } => NetError::Stalled { id: *id, have: *have, total: *total },
+                    other => NetError::Swarm(other.to_string()),
+                };
+                let _ = w.reply.send(Err(e));
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
