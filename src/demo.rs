@@ -1,18 +1,21 @@
 //! `busker demo`: the guided tour a newcomer runs first.
 //!
-//! It builds a temporary artist node, makes a short album of real audio (project-made
-//! fixtures in FLAC, MP3, Ogg Vorbis, AAC and ALAC, plus a freshly synthesised WAV), publishes
-//! it, shows the signed catalog, proves that re-publishing adds nothing, verifies and exports
-//! byte-identical copies, and shows that tampering is caught. Every claim it prints is checked;
-//! a failed check is an error, so the demo doubles as an end-to-end test.
+//! Three real nodes on 127.0.0.1 (an artist and two fans) do the whole journey: the artist
+//! publishes a short album of real audio (project-made FLAC, MP3, Ogg Vorbis, AAC and ALAC
+//! fixtures plus a freshly synthesised WAV); the signed announcement reaches the fans by
+//! gossip; a fan searches, fetches and exports byte-identical files; the second fan fetches
+//! from the artist and the first fan at once; every store verifies; re-publishing adds
+//! nothing; and tampering is caught. Every claim it prints is checked, so the demo doubles as
+//! an end-to-end test.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::catalog::publish::PublishOptions;
 use crate::catalog::{ContentId, Licence, SignedCatalog};
 use crate::config::Home;
 use crate::local::Local;
+use crate::node::{Event, Node, Via};
 use crate::{Error, Result};
 
 /// The demo album's artist.
@@ -70,25 +73,35 @@ pub fn write_album(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Runs the tour in `root` (which should be empty), narrating through `say`.
-pub fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
-    let home = Home::at(root.join("artist-node"));
-    say("Step 1/7  Create an artist node: a data directory with ed25519 keys (files mode 0600).");
-    let (node, init) = Local::init(&home, Some(DEMO_ARTIST))?;
-    let artist = node.identity.artist_key().ok_or(crate::identity::IdentityError::NoArtistKey)?;
-    say(&format!("          data dir   {}", init.home.display()));
-    say(&format!("          artist key {artist}"));
-    say(&format!("          peer id    {}", crate::net::peer_id(&node.identity)));
+/// Runs the tour in `root` (which should be empty), narrating through `say`: an artist node
+/// and two fan nodes on 127.0.0.1, mDNS off, so no packet leaves the machine.
+pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
+    say("Step 1/8  Start three nodes on 127.0.0.1: an artist and two fans, each with its own keys and store.");
+    let artist = start(root, "artist", Some(DEMO_ARTIST)).await?;
+    let ada = start(root, "fan-ada", None).await?;
+    let bo = start(root, "fan-bo", None).await?;
+    let artist_key = artist.local().identity.artist_key().ok_or(crate::identity::IdentityError::NoArtistKey)?;
+    say(&format!("          artist  {}  (artist key {}…)", artist.peer_id(), &artist_key.to_string()[..16]));
+    say(&format!("          ada     {}", ada.peer_id()));
+    say(&format!("          bo      {}", bo.peer_id()));
 
-    say("Step 2/7  Make an album of real audio: project-made FLAC, MP3, Ogg, AAC, ALAC and a synthesised WAV.");
-    let album = root.join("album");
-    let files = write_album(&album)?;
-    for f in &files {
-        let size = std::fs::metadata(f).map_err(io(f))?.len();
-        say(&format!("          {:<22} {:>8} bytes", f.file_name().unwrap_or_default().to_string_lossy(), size));
+    say("Step 2/8  Connect: ada dials the artist; bo dials the artist and ada. Wait for the gossip mesh.");
+    let artist_addr = first_addr(&artist).await?;
+    let ada_addr = first_addr(&ada).await?;
+    within("ada dialling the artist", ada.dial(&artist_addr)).await??;
+    within("bo dialling the artist", bo.dial(&artist_addr)).await??;
+    within("bo dialling ada", bo.dial(&ada_addr)).await??;
+    for (name, node) in [("ada", &ada), ("bo", &bo)] {
+        let n = within("the gossip mesh", gossip_mesh(node)).await??;
+        say(&format!("          {name}: {n} gossip peer(s)"));
     }
 
-    say("Step 3/7  Publish: check every file decodes, cut it into BLAKE3-named chunks, sign a new catalog.");
+    say(
+        "Step 3/8  The artist publishes an album of real audio: project-made FLAC, MP3, Ogg, AAC, ALAC and a synthesised WAV.",
+    );
+    let album = root.join("album");
+    let files = write_album(&album)?;
+    let (mut ada_events, mut bo_events) = (ada.subscribe(), bo.subscribe());
     let opts = PublishOptions {
         title: Some("Localhost Sessions".into()),
         date: Some("2026-11-21".into()),
@@ -97,19 +110,18 @@ pub fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
         skip_bad: false,
     };
     let started = Instant::now();
-    let report = node.publish(&album, &opts, &|_| {})?;
-    let took = started.elapsed();
+    let report = artist.publish(&album, opts.clone()).await?;
     say(&format!(
-        "          release {}  ({} tracks, catalog version {}, {} chunks, {:.0} ms)",
-        report.release_id,
+        "          release {}  ({} tracks, catalog v{}, {} chunks, {:.0} ms)",
+        report.release_id.short(),
         report.release.tracks.len(),
         report.seq,
         report.new_chunks,
-        took.as_secs_f64() * 1e3
+        started.elapsed().as_secs_f64() * 1e3
     ));
     for t in &report.release.tracks {
         say(&format!(
-            "          {:>2}. {:<14} {:>5.1} s  {:<6} {} Hz  {}",
+            "          {:>2}. {:<14} {:>5.1} s  {:<9} {} Hz  {}",
             t.position,
             t.title,
             t.duration_ms as f64 / 1e3,
@@ -120,36 +132,61 @@ pub fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     }
     check(report.release.tracks.len() == files.len(), "every file became a track")?;
 
-    say("Step 4/7  Publish the same files again: identical content is stored once.");
-    let again = node.publish(&album, &opts, &|_| {})?;
-    say(&format!("          new chunks written: {}; already published: {}", again.new_chunks, again.already_published));
+    say("Step 4/8  Discovery: the signed announcement reaches both fans by gossip; each verifies it and the catalog.");
+    for (name, rx) in [("ada", &mut ada_events), ("bo", &mut bo_events)] {
+        let via = within("the announcement", catalog_update(rx, report.seq)).await??;
+        say(&format!("          {name} stored catalog v{} of {DEMO_ARTIST} (via {via:?})", report.seq));
+    }
+    let hits = ada.search("tidewater")?;
+    say(&format!(
+        "          ada searches \"tidewater\": {}",
+        hits.first().map(ToString::to_string).unwrap_or_default()
+    ));
+    check(hits.len() == 1, "search finds the track")?;
+
+    say("Step 5/8  ada fetches the release from the artist, verifying every chunk, and exports it.");
+    let rid = report.release_id.to_string();
+    let (r, exported) = within("ada's fetch", ada.get(&rid, &root.join("ada-out"))).await??;
+    let identical = same_files(&album, &exported)?;
+    say(&format!(
+        "          {} chunks fetched; {identical} files byte-identical to the artist's originals",
+        r.fetched_chunks
+    ));
+
+    say("Step 6/8  bo fetches the same release from both the artist and ada at once.");
+    let (r, exported) = within("bo's fetch", bo.get(&rid, &root.join("bo-out"))).await??;
+    let name = |p: &str| {
+        if p == artist.peer_id() {
+            "artist"
+        } else if p == ada.peer_id() {
+            "ada"
+        } else {
+            "?"
+        }
+    };
+    let from: Vec<String> = r.per_peer.iter().map(|(p, n)| format!("{n} from {}", name(p))).collect();
+    say(&format!("          {} chunks: {}", r.fetched_chunks, from.join(", ")));
+    check(same_files(&album, &exported)? == files.len(), "bo's files are byte-identical")?;
+
+    say("Step 7/8  Verify every store, and publish the same files again: identical content is stored once.");
+    for (name, node) in [("artist", &artist), ("ada", &ada), ("bo", &bo)] {
+        let v = node.local().verify(&|_| {})?;
+        say(&format!(
+            "          {name:<6} {} chunks re-hashed: {}",
+            v.chunks_checked,
+            if v.is_ok() { "all intact" } else { "PROBLEMS" }
+        ));
+        check(v.is_ok(), "stores verify")?;
+    }
+    let again = artist.publish(&album, opts).await?;
+    say(&format!(
+        "          re-publish: {} new chunks, already published: {}",
+        again.new_chunks, again.already_published
+    ));
     check(again.new_chunks == 0 && again.already_published, "re-publishing adds no data")?;
 
-    say("Step 5/7  Verify: re-hash every stored chunk and re-check the catalog signature.");
-    let v = node.verify(&|_| {})?;
-    say(&format!(
-        "          {} chunks, {} bytes re-hashed: {}",
-        v.chunks_checked,
-        v.bytes_checked,
-        if v.is_ok() { "all intact" } else { "PROBLEMS" }
-    ));
-    check(v.is_ok(), "fresh store verifies")?;
-
-    say("Step 6/7  Export: write the original files back out of the chunk store.");
-    let out = root.join("exported");
-    let exported = node.export(&report.release_id.to_string(), &out)?;
-    let mut identical = 0;
-    for e in &exported {
-        let Some(name) = e.file_name() else { continue };
-        let original = std::fs::read(album.join(name)).map_err(io(e))?;
-        let copy = std::fs::read(e).map_err(io(e))?;
-        check(original == copy, "exported file is byte-identical")?;
-        identical += 1;
-    }
-    say(&format!("          {identical} files written to {}, each byte-identical to its original", out.display()));
-
-    say("Step 7/7  Tamper: flip one byte of the signed catalog, then one byte of a stored chunk.");
-    let signed = node.own_catalog()?.ok_or(crate::catalog::StoreError::NotFound("own catalog".into()))?;
+    say("Step 8/8  Tamper: flip one byte of the signed catalog, then one byte of a chunk in bo's store.");
+    let signed = artist.local().own_catalog()?.ok_or(crate::catalog::StoreError::NotFound("own catalog".into()))?;
     let mut forged = signed.bytes().to_vec();
     let last = forged.len() - 1;
     forged[last] ^= 0x01;
@@ -158,26 +195,82 @@ pub fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
         Ok(_) => check(false, "a forged catalog is rejected")?,
     }
     let victim = report.release.tracks[0].id;
-    let chunk = node
-        .store
-        .manifest(&victim)?
-        .and_then(|m| m.chunks.first().copied())
-        .ok_or(crate::catalog::StoreError::NotFound(victim.to_string()))?;
-    corrupt_chunk_file(&home, &chunk)?;
-    let v = node.verify(&|_| {})?;
-    say(&format!(
-        "          verify now reports corrupt chunk(s): {}",
-        v.corrupt.iter().map(ContentId::short).collect::<Vec<_>>().join(", ")
-    ));
+    let store = &bo.local().store;
+    let chunk = store.manifest(&victim)?.and_then(|m| m.chunks.first().copied());
+    let chunk = chunk.ok_or(crate::catalog::StoreError::NotFound(victim.to_string()))?;
+    corrupt_chunk_file(&bo.local().home, &chunk)?;
+    let v = bo.local().verify(&|_| {})?;
+    let names: Vec<String> = v.corrupt.iter().map(ContentId::short).collect();
+    say(&format!("          bo's verify reports corrupt chunk(s): {}", names.join(", ")));
     check(v.corrupt == vec![chunk], "verify names the damaged chunk")?;
 
-    say("Done. Everything above was checked, not just printed.");
+    for node in [&artist, &ada, &bo] {
+        node.shutdown().await;
+    }
+    say("Done. Every step above was checked, not just printed.");
     Ok(DemoReport {
         release_id: report.release_id,
         tracks: report.release.tracks.len(),
         identical,
         root: root.to_path_buf(),
     })
+}
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(STEP_TIMEOUT, f).await.map_err(|_| Error::Io {
+        path: PathBuf::from("demo"),
+        source: std::io::Error::other(format!("timed out waiting for {what}")),
+    })
+}
+
+async fn start(root: &Path, name: &str, artist: Option<&str>) -> Result<Node> {
+    let (local, _) = Local::init(&Home::at(root.join(name)), artist)?;
+    Node::builder(local).listen("/ip4/127.0.0.1/tcp/0").mdns(false).spawn().await
+}
+
+async fn first_addr(node: &Node) -> Result<String> {
+    within("a listen address", async {
+        loop {
+            if let Some(a) = node.listen_addrs().await?.into_iter().next() {
+                return Ok(a);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await?
+}
+
+async fn gossip_mesh(node: &Node) -> Result<usize> {
+    loop {
+        let n = node.status().await?.gossip_peers;
+        if n > 0 {
+            return Ok(n);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn catalog_update(rx: &mut tokio::sync::broadcast::Receiver<Event>, seq: u64) -> Result<Via> {
+    loop {
+        match rx.recv().await {
+            Ok(Event::CatalogUpdated { seq: s, via, .. }) if s == seq => return Ok(via),
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(_) => return Err(Error::NodeStopped),
+        }
+    }
+}
+
+fn same_files(originals: &Path, exported: &[PathBuf]) -> Result<usize> {
+    let mut n = 0;
+    for e in exported {
+        let Some(name) = e.file_name() else { continue };
+        let original = std::fs::read(originals.join(name)).map_err(io(e))?;
+        check(original == std::fs::read(e).map_err(io(e))?, "exported file is byte-identical")?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Flips one byte in the middle of a stored chunk file (for the demo and tests).

@@ -27,6 +27,9 @@ pub enum Error {
     /// Networking.
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
+    /// The control API.
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
     /// The node's event loop has stopped.
     #[error("the node has stopped")]
     NodeStopped,

@@ -12,6 +12,8 @@
 //! * [`net`]: the libp2p side; the only module that touches libp2p types.
 //! * [`identity`]: artist, fan and node keys; per-artist fan pseudonyms.
 //! * [`config`]: the data directory and `config.toml`.
+//! * [`node`]: the embeddable network node: a cloneable handle over one event loop.
+//! * [`api`]: the local control API (HTTP, axum) used by the CLI while a daemon runs.
 //! * [`local`]: a node's local state opened without networking; the library behind the CLI.
 //! * [`demo`]: the guided tour behind `busker demo`.
 //! * [`synth`]: synthesised music for the demo, tests and benchmarks.
@@ -42,8 +44,10 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 mod error;
 pub mod identity;

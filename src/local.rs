@@ -61,7 +61,14 @@ impl Local {
 
     /// Opens an initialised data directory.
     pub fn open(home: &Home) -> Result<Self> {
-        let config = home.config()?;
+        Self::open_with_config(home, home.config()?)
+    }
+
+    /// Opens an initialised data directory with settings from elsewhere (`--config FILE`).
+    pub fn open_with_config(home: &Home, config: Config) -> Result<Self> {
+        if !home.is_initialised() {
+            return Err(crate::config::ConfigError::NotInitialised(home.root().to_path_buf()).into());
+        }
         let identity = Identity::load(&home.keys_dir())?;
         let store = Store::open(&home.store_dir())?;
         Ok(Self { home: home.clone(), config, identity, store })

@@ -60,7 +60,7 @@ pub enum PublishError {
 }
 
 /// A file that could not be published, and why.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct BadFile {
     /// The file.
     pub path: PathBuf,
@@ -105,7 +105,7 @@ pub enum PublishEvent {
 }
 
 /// The outcome of a publish.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PublishReport {
     /// The release id.
     pub release_id: ContentId,

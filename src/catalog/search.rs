@@ -9,7 +9,7 @@ use super::signed::SignedCatalog;
 pub const MAX_HITS: usize = 200;
 
 /// What a hit is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HitKind {
     /// An artist.
@@ -21,7 +21,7 @@ pub enum HitKind {
 }
 
 /// One search result.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
     /// Artist, release or track.
     pub kind: HitKind,

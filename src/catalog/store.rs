@@ -103,7 +103,7 @@ pub struct Store {
 }
 
 /// The result of [`Store::verify`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     /// Indexed chunks re-hashed.
     pub chunks_checked: usize,

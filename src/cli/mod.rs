@@ -1,16 +1,24 @@
-//! The command line: argument parsing and printing only. Every command is a library call.
+//! The command line: argument parsing and printing only. Every command is a library call,
+//! made directly on the data directory, or through the control API when a daemon runs
+//! (sled allows one process per database).
 
+mod options;
+mod remote;
 mod show;
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use busker::catalog::model::{KNOWN_LICENCES, Split, Splits};
-use busker::catalog::publish::{PublishEvent, PublishOptions};
-use busker::catalog::{ArtistKey, Licence, Uses};
-use busker::{Home, Local};
+use busker::api::{ExportRequest, GetRequest, GetResponse, PublishRequest};
+use busker::catalog::publish::{PublishEvent, PublishOptions, PublishReport};
+use busker::catalog::search::Hit;
+use busker::catalog::{ArtistKey, Catalog, VerifyReport};
+use busker::identity::Identity;
+use busker::net::{PeerInfo, Status};
+use busker::{Config, Home, Local};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use remote::Remote;
 
 /// busker: a peer-to-peer music node. Artists publish signed catalogs; fans stream, verify,
 /// keep and tip, key to key.
@@ -39,6 +47,30 @@ pub enum Command {
     },
     /// Print this node's public keys.
     Id,
+    /// Run the node: join the network, seed, and serve the control API.
+    Daemon {
+        /// Settings file to use instead of <data dir>/config.toml.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Listen on this multiaddr instead of the configured ones (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// Join the network through this peer (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
+        /// Turn off local-network (mDNS) discovery.
+        #[arg(long)]
+        no_mdns: bool,
+        /// Control API address (loopback), e.g. 127.0.0.1:0.
+        #[arg(long, value_name = "ADDR")]
+        api: Option<String>,
+    },
+    /// Stop the running daemon.
+    Stop,
+    /// Show the running daemon's state.
+    Status,
+    /// List the running daemon's connected peers.
+    Peers,
     /// Publish a folder of audio files as a new release.
     Publish {
         /// Folder holding the audio files (and optionally cover.jpg/png).
@@ -65,6 +97,23 @@ pub enum Command {
         #[arg(long)]
         skip_bad: bool,
     },
+    /// Search the catalogs this node knows for artists, releases and tracks.
+    Search {
+        /// Words to look for.
+        #[arg(required = true)]
+        words: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch a release or track from the network (needs the daemon), pin it, and write it out.
+    Get {
+        /// Release or track id (or a unique prefix).
+        id: String,
+        /// Output folder (default: only fetch and pin).
+        #[arg(short, long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Write a release's or track's original files into a folder, byte-identical.
     Export {
         /// Release or track id (or a unique prefix of at least 4 hex digits).
@@ -82,7 +131,7 @@ pub enum Command {
     },
     /// Re-hash every stored chunk and check every manifest and catalog.
     Verify,
-    /// Run the guided tour: an artist publishes, verifies and exports an album.
+    /// Run the guided tour: an artist and two fans on this machine.
     Demo {
         /// Keep the demo's data in this folder instead of a temporary one.
         #[arg(long, value_name = "DIR")]
@@ -90,70 +139,141 @@ pub enum Command {
     },
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn absolute(p: PathBuf) -> anyhow::Result<PathBuf> {
+    std::path::absolute(&p).with_context(|| format!("path {}", p.display()))
+}
+
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Demo { keep } = &cli.command {
-        return demo(keep.clone());
+    if let Command::Demo { keep } = cli.command {
+        return demo(keep);
     }
     let home = Home::locate(cli.data_dir.clone())?;
+    let remote = match cli.command {
+        Command::Init { .. } | Command::Id | Command::Daemon { .. } => None,
+        _ => Remote::detect(home.root())?,
+    };
+    let need_daemon =
+        || anyhow::anyhow!("no daemon is running for {}: start one with `busker daemon`", home.root().display());
     match cli.command {
         Command::Init { artist } => {
+            if Remote::detect(home.root())?.is_some() {
+                bail!("a daemon is running for {}; stop it first (busker stop)", home.root().display());
+            }
             let (node, report) = Local::init(&home, artist.as_deref())?;
-            show::init(&node, &report);
+            show::init(&node.identity, &report);
         }
-        Command::Id => show::id(&Local::open(&home)?),
+        Command::Id => show::id(&Identity::load(&home.keys_dir())?),
+        Command::Daemon { config, listen, bootstrap, no_mdns, api } => {
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => home.config()?,
+            };
+            let local = Local::open_with_config(&home, config)
+                .context("opening the data directory (is a daemon already running?)")?;
+            let opts =
+                busker::daemon::DaemonOptions { listen, bootstrap, mdns: no_mdns.then_some(false), api_listen: api };
+            runtime()?.block_on(busker::daemon::run(local, opts, show::daemon_started))?;
+            eprintln!("daemon stopped");
+        }
+        Command::Stop => {
+            let r = remote.ok_or_else(need_daemon)?;
+            let _: serde_json::Value = r.post("/v1/shutdown", &serde_json::json!({}))?;
+            eprintln!("daemon stopping");
+        }
+        Command::Status => show::status(&remote.ok_or_else(need_daemon)?.get::<Status>("/v1/status")?),
+        Command::Peers => show::peers(&remote.ok_or_else(need_daemon)?.get::<Vec<PeerInfo>>("/v1/peers")?),
         Command::Publish { dir, title, licence, uses, date, splits, referral, skip_bad } => {
-            let node = Local::open(&home)?;
-            let licence_id = licence.unwrap_or_else(|| node.config.publish.default_license.clone());
+            let dir = absolute(dir)?;
+            let config = home.config()?;
+            let me = Identity::load(&home.keys_dir())?.artist_key();
+            let licence_id = licence.unwrap_or_else(|| config.publish.default_license.clone());
             let opts = PublishOptions {
                 title,
                 date,
-                licence: licence_for(&licence_id, uses.as_deref())?,
-                splits: parse_splits(&node, &splits, referral)?,
+                licence: options::licence_for(&licence_id, uses.as_deref())?,
+                splits: options::parse_splits(me, &splits, referral)?,
                 skip_bad,
             };
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            let report = node.publish(&dir, &opts, &|e| match e {
-                PublishEvent::Scanned { bytes, .. } => {
-                    bar.set_length(bytes);
-                    bar.set_message("checking");
+            let report: PublishReport = match remote {
+                Some(r) => {
+                    let req = PublishRequest {
+                        dir,
+                        title: opts.title,
+                        date: opts.date,
+                        licence: opts.licence,
+                        splits: opts.splits,
+                        skip_bad,
+                    };
+                    r.post("/v1/publish", &req)?
                 }
-                PublishEvent::Checked(_) => bar.set_message("storing"),
-                PublishEvent::Stored(n) => bar.inc(n),
-            });
-            bar.finish_and_clear();
-            show::published(&report?);
+                None => publish_locally(&home, &dir, &opts)?,
+            };
+            show::published(&report);
+        }
+        Command::Search { words, json } => {
+            let q = words.join(" ");
+            let hits: Vec<Hit> = match remote {
+                Some(r) => r.get(&format!("/v1/search?q={}", remote::query(&q)))?,
+                None => busker::catalog::search::search(&Local::open(&home)?.store.catalogs()?, &q),
+            };
+            show::hits(&hits, json)?;
+        }
+        Command::Get { id, out } => {
+            let r = remote.ok_or_else(need_daemon)?;
+            let out = out.map(absolute).transpose()?;
+            eprintln!("fetching {id} …");
+            let answer: GetResponse = r.post("/v1/get", &GetRequest { id, out_dir: out })?;
+            show::fetched(&answer);
         }
         Command::Export { id, out_dir } => {
-            let files = Local::open(&home)?.export(&id, &out_dir)?;
+            let out_dir = absolute(out_dir)?;
+            let files: Vec<PathBuf> = match remote {
+                Some(r) => r.post("/v1/export", &ExportRequest { id, out_dir })?,
+                None => Local::open(&home)?.export(&id, &out_dir)?,
+            };
             for f in &files {
                 println!("{}", f.display());
             }
             eprintln!("exported {} file(s), each verified against its BLAKE3 hash", files.len());
         }
         Command::Catalog { artist, json } => {
-            let node = Local::open(&home)?;
-            let key = match artist {
-                Some(a) => a.parse::<ArtistKey>().with_context(|| format!("artist key {a:?}"))?,
-                None => node
-                    .identity
-                    .artist_key()
-                    .context("this node has no artist key; name an artist: busker catalog KEY")?,
+            let catalog: Catalog = match remote {
+                Some(r) => r.get(&format!(
+                    "/v1/catalog{}",
+                    artist.map(|a| format!("?artist={}", remote::query(&a))).unwrap_or_default()
+                ))?,
+                None => {
+                    let node = Local::open(&home)?;
+                    let key = match artist {
+                        Some(a) => a.parse::<ArtistKey>().with_context(|| format!("artist key {a:?}"))?,
+                        None => node
+                            .identity
+                            .artist_key()
+                            .context("this node has no artist key; name an artist: busker catalog KEY")?,
+                    };
+                    node.store
+                        .catalog(&key)?
+                        .with_context(|| format!("no catalog stored for artist {key}"))?
+                        .catalog()
+                        .clone()
+                }
             };
-            let signed = node.store.catalog(&key)?.with_context(|| format!("no catalog stored for artist {key}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(signed.catalog())?);
+                println!("{}", serde_json::to_string_pretty(&catalog)?);
             } else {
-                show::catalog(&signed);
+                show::catalog(&catalog);
             }
         }
         Command::Verify => {
-            let report = Local::open(&home)?.verify(&|_| {})?;
+            let report: VerifyReport = match remote {
+                Some(r) => r.post("/v1/verify", &serde_json::json!({}))?,
+                None => Local::open(&home)?.verify(&|_| {})?,
+            };
             show::verify(&report);
             if !report.is_ok() {
                 bail!("store verification failed");
@@ -162,6 +282,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { .. } => {}
     }
     Ok(())
+}
+
+fn publish_locally(home: &Home, dir: &std::path::Path, opts: &PublishOptions) -> anyhow::Result<PublishReport> {
+    let node = Local::open(home)?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let report = node.publish(dir, opts, &|e| match e {
+        PublishEvent::Scanned { bytes, .. } => {
+            bar.set_length(bytes);
+            bar.set_message("checking");
+        }
+        PublishEvent::Checked(_) => bar.set_message("storing"),
+        PublishEvent::Stored(n) => bar.inc(n),
+    });
+    bar.finish_and_clear();
+    Ok(report?)
 }
 
 fn demo(keep: Option<PathBuf>) -> anyhow::Result<()> {
@@ -173,52 +313,7 @@ fn demo(keep: Option<PathBuf>) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    println!("busker demo: an artist node publishes an album, on this machine only.\n");
-    busker::demo::run(&root, &mut |line| println!("{line}"))?;
+    println!("busker demo: an artist node and two fan nodes, on this machine only (127.0.0.1).\n");
+    runtime()?.block_on(busker::demo::run(&root, &mut |line| println!("{line}")))?;
     Ok(())
-}
-
-fn licence_for(id: &str, uses: Option<&[String]>) -> anyhow::Result<Licence> {
-    let known = Licence::known(id);
-    let uses = match (uses, &known) {
-        (Some(list), _) => {
-            let mut u = Uses { stream: false, download: false, embed: false, remix: false, commercial: false };
-            for item in list {
-                match item.trim() {
-                    "stream" => u.stream = true,
-                    "download" => u.download = true,
-                    "embed" => u.embed = true,
-                    "remix" => u.remix = true,
-                    "commercial" => u.commercial = true,
-                    other => bail!("unknown use {other:?} (expected stream, download, embed, remix, commercial)"),
-                }
-            }
-            u
-        }
-        (None, Some(l)) => l.uses,
-        (None, None) => bail!("unknown licence {id:?}: use one of {} or give --uses", KNOWN_LICENCES.join(", ")),
-    };
-    Ok(Licence { id: known.map(|l| l.id).unwrap_or_else(|| id.to_string()), uses })
-}
-
-fn parse_splits(node: &Local, args: &[String], referral: u16) -> anyhow::Result<Option<Splits>> {
-    if args.is_empty() && referral == 0 {
-        return Ok(None);
-    }
-    let me = node.identity.artist_key().context("this node has no artist key")?;
-    let recipients = if args.is_empty() {
-        vec![Split { key: me, bps: 10_000 }]
-    } else {
-        args.iter()
-            .map(|a| {
-                let (k, b) = a.split_once('=').with_context(|| format!("split {a:?} is not KEY=BPS"))?;
-                let key = if k == "me" { me } else { k.parse().with_context(|| format!("split key {k:?}"))? };
-                let bps = b.parse().with_context(|| format!("split share {b:?} is not a number of basis points"))?;
-                Ok(Split { key, bps })
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
-    let splits = Splits { recipients, referral_bps: referral };
-    splits.validate()?;
-    Ok(Some(splits))
 }

@@ -1,9 +1,14 @@
 //! Human-readable output for the CLI.
 
-use busker::Local;
+use busker::Node;
+use busker::api::GetResponse;
 use busker::catalog::publish::PublishReport;
-use busker::catalog::{SignedCatalog, VerifyReport};
+use busker::catalog::search::Hit;
+use busker::catalog::{Catalog, Uses, VerifyReport};
+use busker::daemon::Started;
+use busker::identity::Identity;
 use busker::local::InitReport;
+use busker::net::{PeerInfo, Status};
 
 fn secs(ms: u64) -> String {
     format!("{}:{:02}", ms / 60_000, (ms / 1000) % 60)
@@ -13,7 +18,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-pub fn init(node: &Local, r: &InitReport) {
+pub fn init(identity: &Identity, r: &InitReport) {
     println!("data dir     {}", r.home.display());
     println!("config       {}", if r.wrote_config { "written (config.toml)" } else { "kept (config.toml exists)" });
     if r.created_keys.is_empty() {
@@ -24,20 +29,123 @@ pub fn init(node: &Local, r: &InitReport) {
     if let Some(seq) = r.created_catalog {
         println!("catalog      created, version {seq}");
     }
-    id(node);
+    id(identity);
 }
 
-pub fn id(node: &Local) {
-    match node.identity.artist_key() {
+pub fn id(identity: &Identity) {
+    match identity.artist_key() {
         Some(k) => println!("artist key   {k}"),
         None => println!("artist key   (none: this is a listening node)"),
     }
-    println!(
-        "fan key      {}  (never sent to peers; artists see per-artist pseudonyms)",
-        hex(&node.identity.fan_public())
+    println!("fan key      {}  (never sent to peers; artists see per-artist pseudonyms)", hex(&identity.fan_public()));
+    println!("node key     {}", hex(&identity.node_public()));
+    println!("peer id      {}", busker::net::peer_id(identity));
+}
+
+pub fn daemon_started(s: &Started, node: &Node) {
+    println!("busker daemon running");
+    println!("peer id      {}", s.peer_id);
+    println!("control API  http://{} (token in api.token)", s.api);
+    if let Some(k) = node.local().identity.artist_key() {
+        println!("artist key   {k}");
+    }
+    println!("stop with Ctrl-C or `busker stop`");
+}
+
+pub fn status(s: &Status) {
+    println!("peer id      {}", s.peer_id);
+    for a in &s.listen {
+        println!("listening    {a}");
+    }
+    println!("peers        {} connected, {} in the gossip mesh", s.peers, s.gossip_peers);
+    println!("catalogs     {}", s.catalogs);
+    println!("store        {} chunks, {} bytes", s.chunks, s.bytes);
+    println!("downloads    {} in progress", s.downloads);
+}
+
+pub fn peers(list: &[PeerInfo]) {
+    for p in list {
+        println!("{}  {}", p.peer, p.addr);
+    }
+    eprintln!("{} peer(s)", list.len());
+}
+
+pub fn hits(hits: &[Hit], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(hits)?);
+    } else {
+        for h in hits {
+            println!("{h}");
+        }
+        eprintln!("{} result(s)", hits.len());
+    }
+    Ok(())
+}
+
+pub fn fetched(a: &GetResponse) {
+    let r = &a.report;
+    for f in &a.files {
+        println!("{}", f.display());
+    }
+    let from: Vec<String> =
+        r.per_peer.iter().map(|(p, n)| format!("{n} from …{}", &p[p.len().saturating_sub(8)..])).collect();
+    let from = if from.is_empty() { String::new() } else { format!(" ({})", from.join(", ")) };
+    eprintln!(
+        "fetched {} of {} chunks, {} bytes{from}; every chunk verified, content pinned",
+        r.fetched_chunks, r.total_chunks, r.fetched_bytes
     );
-    println!("node key     {}", hex(&node.identity.node_public()));
-    println!("peer id      {}", busker::net::peer_id(&node.identity));
+}
+
+pub fn catalog(c: &Catalog) {
+    println!("{}  (artist {}, version {}, signature valid)", c.profile.name, c.artist, c.seq);
+    if !c.profile.bio.is_empty() {
+        println!("  {}", c.profile.bio);
+    }
+    if let Some(p) = &c.profile.payment {
+        println!("  tips paid via {p}");
+    }
+    for r in &c.releases {
+        println!("\n{} ({})  {}  {}", r.title, r.date, secs(r.duration_ms()), r.id());
+        println!("  licence {}{}", r.licence.id, uses(&r.licence.uses));
+        let splits: Vec<String> = r
+            .splits
+            .recipients
+            .iter()
+            .map(|s| format!("{}… {}%", &s.key.to_string()[..8], f64::from(s.bps) / 100.0))
+            .collect();
+        let referral = r.splits.referral_bps;
+        let referral =
+            if referral > 0 { format!(" (referral {}%)", f64::from(referral) / 100.0) } else { String::new() };
+        println!("  tips    {}{referral}", splits.join(", "));
+        for t in &r.tracks {
+            println!(
+                "  {:>3}. {:<32} {:>6}  {:<9} {:>6} Hz {} ch {:>4} kbit/s  {}",
+                t.position,
+                t.title,
+                secs(t.duration_ms),
+                t.codec,
+                t.sample_rate,
+                t.channels,
+                t.bit_rate / 1000,
+                t.id.short()
+            );
+        }
+    }
+    for d in &c.tour {
+        println!("\non tour {}  {}, {}", d.date, d.city, d.venue);
+    }
+}
+
+fn uses(u: &Uses) -> String {
+    let all = [
+        ("stream", u.stream),
+        ("download", u.download),
+        ("embed", u.embed),
+        ("remix", u.remix),
+        ("commercial", u.commercial),
+    ];
+    let yes: Vec<&str> = all.iter().filter(|(_, v)| *v).map(|(n, _)| *n).collect();
+    format!(" (allows: {})", if yes.is_empty() { "nothing".into() } else { yes.join(", ") })
 }
 
 pub fn published(r: &PublishReport) {
@@ -57,65 +165,6 @@ pub fn published(r: &PublishReport) {
     }
     println!("release {}", r.release_id);
 }
-
-pub fn catalog(s: &SignedCatalog) {
-    let c = s.catalog();
-    println!("{}  (artist {}, version {}, signature valid)", c.profile.name, c.artist, c.seq);
-    if !c.profile.bio.is_empty() {
-        println!("  {}", c.profile.bio);
-    }
-    if let Some(p) = &c.profile.payment {
-        println!("  tips paid via {p}");
-    }
-    for r in &c.releases {
-        println!("\n{} ({})  {}  {}", r.title, r.date, secs(r.duration_ms()), r.id());
-        println!("  licence {}{}", r.licence.id, uses(&r.licence.uses));
-        let splits: Vec<String> = r
-            .splits
-            .recipients
-            .iter()
-            .map(|s| format!("{}… {}%", &s.key.to_string()[..8], f64::from(s.bps) / 100.0))
-            .collect();
-        println!(
-            "  tips    {}{}",
-            splits.join(", "),
-            if r.splits.referral_bps > 0 {
-                format!(" (referral {}%)", f64::from(r.splits.referral_bps) / 100.0)
-            } else {
-                String::new()
-            }
-        );
-        for t in &r.tracks {
-            println!(
-                "  {:>3}. {:<32} {:>6}  {:<6} {:>6} Hz {} ch {:>4} kbit/s  {}",
-                t.position,
-                t.title,
-                secs(t.duration_ms),
-                t.codec,
-                t.sample_rate,
-                t.channels,
-                t.bit_rate / 1000,
-                t.id.short()
-            );
-        }
-    }
-    for d in &c.tour {
-        println!("\non tour {}  {}, {}", d.date, d.city, d.venue);
-    }
-}
-
-fn uses(u: &busker::catalog::Uses) -> String {
-    let all = [
-        ("stream", u.stream),
-        ("download", u.download),
-        ("embed", u.embed),
-        ("remix", u.remix),
-        ("commercial", u.commercial),
-    ];
-    let yes: Vec<&str> = all.iter().filter(|(_, v)| *v).map(|(n, _)| *n).collect();
-    format!(" (allows: {})", if yes.is_empty() { "nothing".into() } else { yes.join(", ") })
-}
-
 pub fn verify(r: &VerifyReport) {
     println!("checked {} chunks ({} bytes)", r.chunks_checked, r.bytes_checked);
     for c in &r.corrupt {

@@ -47,9 +47,13 @@ impl EventLoop {
 
     /// Publishes our announcement: gossip, DHT record, and provider records.
     pub(super) fn announce(&mut self, a: Announcement) {
+        let fresh = self.last_announced != Some(a);
+        self.last_announced = Some(a);
         let b = self.swarm.behaviour_mut();
-        if let Err(e) = b.gossipsub.publish(self.topic.clone(), a.encode()) {
-            tracing::info!("gossip announcement not sent now ({e}); peers will sync on connect");
+        if fresh {
+            if let Err(e) = b.gossipsub.publish(self.topic.clone(), a.encode()) {
+                tracing::info!("gossip announcement not sent now ({e}); peers will sync on connect");
+            }
         }
         let key = kad::RecordKey::new(&catalog_key(&a.artist));
         let _ = b.kad.put_record(kad::Record::new(key.clone(), a.encode()), kad::Quorum::One);

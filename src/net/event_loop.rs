@@ -93,6 +93,8 @@ pub(crate) struct EventLoop {
     pub(super) bans: HashMap<PeerId, Instant>,
     pub(super) provider_queries: HashMap<kad::QueryId, ContentId>,
     pub(super) topic: gossipsub::IdentTopic,
+    /// The last announcement gossiped, so an unchanged catalog is not re-published.
+    pub(super) last_announced: Option<Announcement>,
     connected: HashMap<PeerId, Multiaddr>,
 }
 
@@ -131,6 +133,7 @@ impl EventLoop {
             bans: HashMap::new(),
             provider_queries: HashMap::new(),
             topic,
+            last_announced: None,
             connected: HashMap::new(),
         })
     }

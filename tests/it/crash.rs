@@ -30,11 +30,19 @@ fn kill_9_during_publish_leaves_a_store_that_verifies() {
     for i in 0..16 {
         std::fs::write(src.join(format!("{i:02}.wav")), noise_wav(i + 1, 8.0)).unwrap();
     }
+    // Time one complete publish, then kill later runs at points spread across that time, so
+    // the test hits every phase whatever the machine's speed.
+    let started = std::time::Instant::now();
+    assert!(spawn_publish(&home, &src).wait().unwrap().success());
+    let full = started.elapsed();
     let mut killed_mid_way = 0;
-    for (round, delay_ms) in [5u64, 30, 60, 100, 150, 200, 300, 450, 700, 1000].into_iter().enumerate() {
+    for round in 0..10u32 {
         // Each round publishes a different album, so every run has new chunks to write.
-        std::fs::write(src.join("round.wav"), noise_wav(100 + round as u64, 4.0)).unwrap();
+        for i in 0..4u64 {
+            std::fs::write(src.join(format!("{i:02}.wav")), noise_wav(100 + u64::from(round) * 4 + i, 8.0)).unwrap();
+        }
         let mut child = spawn_publish(&home, &src);
+        let delay_ms = (full * (2 * round + 1) / 20).as_millis() as u64;
         std::thread::sleep(Duration::from_millis(delay_ms));
         let finished = child.try_wait().unwrap().is_some();
         child.kill().unwrap_or(()); // SIGKILL

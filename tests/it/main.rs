@@ -4,6 +4,7 @@
 mod catalog_rules;
 mod common;
 mod crash;
+mod daemon;
 mod hostile;
 mod net;
 mod nodes;

@@ -174,11 +174,11 @@ fn cli_publish_exits_non_zero_on_a_bad_file() {
     assert_eq!(v["releases"][0]["tracks"][0]["title"], "Lanterns");
 }
 
-#[test]
-fn the_demo_runs_end_to_end() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let mut lines = Vec::new();
-    let report = busker::demo::run(dir.path(), &mut |l| lines.push(l.to_string())).unwrap();
+    let report = busker::demo::run(dir.path(), &mut |l| lines.push(l.to_string())).await.unwrap();
     assert_eq!(report.tracks, 6);
     assert_eq!(report.identical, 6);
     assert!(lines.iter().any(|l| l.contains("forged catalog rejected")));

@@ -1,0 +1,78 @@
+//! Talking to a running daemon over its control API.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use busker::api::{addr_path, token_path};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A running daemon's control API.
+pub struct Remote {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Remote {
+    /// Finds the daemon of a data directory, if one is running.
+    pub fn detect(home: &Path) -> anyhow::Result<Option<Self>> {
+        let Ok(addr) = std::fs::read_to_string(addr_path(home)) else { return Ok(None) };
+        let addr: std::net::SocketAddr = addr.trim().parse().context("api.addr is damaged")?;
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
+            // A daemon that was killed leaves its address file behind.
+            return Ok(None);
+        }
+        let token = std::fs::read_to_string(token_path(home)).with_context(|| {
+            format!("a daemon runs at {addr} but its token {} is unreadable", token_path(home).display())
+        })?;
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Ok(Some(Self { base: format!("http://{addr}"), token: token.trim().to_string(), agent }))
+    }
+
+    fn answer<T: DeserializeOwned>(mut resp: ureq::http::Response<ureq::Body>) -> anyhow::Result<T> {
+        let status = resp.status();
+        if status == 401 {
+            bail!("the daemon rejected our API token (api.token does not match the running daemon's)");
+        }
+        if !status.is_success() {
+            let body: serde_json::Value = resp.body_mut().read_json().unwrap_or_default();
+            bail!("{}", body["error"].as_str().unwrap_or("the daemon reported an error"));
+        }
+        Ok(resp.body_mut().with_config().limit(64 << 20).read_json()?)
+    }
+
+    /// GET a JSON resource.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()?;
+        Self::answer(resp)
+    }
+
+    /// POST a JSON body, read a JSON answer.
+    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body)?;
+        Self::answer(resp)
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn query(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
