@@ -55,15 +55,16 @@ impl ChunkFiles {
         fs::rename(&tmp, &dest).map_err(io(&dest))
     }
 
-    /// Reads chunk `id` and checks its hash. A mismatch is [`StoreError::CorruptChunk`].
-    pub(crate) fn read(&self, id: &ContentId) -> Result<Vec<u8>, StoreError> {
+    /// Reads chunk `id` (which starts at byte `offset` of its file) and checks its chaining
+    /// value. A mismatch is [`StoreError::CorruptChunk`].
+    pub(crate) fn read(&self, id: &ContentId, offset: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.path(id);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::MissingChunk(*id)),
             Err(e) => return Err(io(&path)(e)),
         };
-        if ContentId::of(&bytes) != *id {
+        if super::chunk::chunk_cv(offset, &bytes) != Some(*id) {
             return Err(StoreError::CorruptChunk(*id));
         }
         Ok(bytes)

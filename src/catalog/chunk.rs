@@ -1,27 +1,34 @@
 //! Content addressing: how a file is cut into chunks, and the manifest that names them.
 //!
-//! # Chunk size
+//! # Chunk plan
 //!
-//! A file is cut at fixed offsets: a small **lead chunk of 32 KiB**, then **256 KiB chunks**.
+//! A file is cut at fixed offsets: **32 KiB, 32 KiB, 64 KiB, 128 KiB, then 256 KiB chunks**.
 //!
-//! * The lead chunk serves a fast first sound. 32 KiB holds the container header plus the first
-//!   fraction of a second of audio for every codec we import (about 2 s of 128 kbit/s MP3, 0.3 s
-//!   of CD-quality FLAC), and crosses a 20 Mbit/s link in about 13 ms, so a player can start
-//!   decoding after one small verified request instead of waiting for a quarter megabyte.
+//! * The small leading chunks serve a fast first sound. 32 KiB holds the container header plus
+//!   the first fraction of a second of audio for every codec we import (about 2 s of
+//!   128 kbit/s MP3, 0.3 s of CD-quality FLAC) and crosses a 20 Mbit/s link in about 13 ms; the
+//!   ramp then doubles as playback gets ahead of the network.
 //! * 256 KiB chunks serve bulk transfer: a 200 MB release is about 800 requests, so per-request
-//!   overhead stays well under 1 % on loopback, while one chunk is still small enough to
-//!   re-fetch cheaply from another peer when one sends bad bytes, and to keep many in flight
-//!   from several peers without large buffers. Every chunk is verified against its BLAKE3 name
-//!   before it is stored or played, so a lying peer costs at most one chunk.
-//! * Fixed offsets (rather than content-defined boundaries) let a player map a byte offset to
-//!   a chunk index with no lookup, which is what seeking needs. Identical files, and identical
-//!   chunks at the same offsets, are still stored once.
+//!   overhead stays small, while one chunk is still cheap to re-fetch from another peer when
+//!   one sends bad bytes.
+//! * Fixed offsets let a player map a byte offset to a chunk with no lookup, which seeking needs.
 //!
-//! A [`Manifest`] lists the chunk hashes and the BLAKE3 hash of the whole file; the track's
-//! content id is the BLAKE3 hash of the manifest's encoding.
+//! # Names: BLAKE3 chaining values
+//!
+//! Every chunk boundary is aligned to a power-of-two subtree of BLAKE3's hash tree, so each
+//! chunk is named by its **chaining value**: the BLAKE3 hash of that subtree, computed with the
+//! chunk's offset (as bao and iroh-blobs do). The whole-file BLAKE3 hash is then the merge of
+//! the chunk chaining values up the tree: publishing hashes every byte **once** and still gets
+//! both the chunk names and the standard whole-file hash (`b3sum` prints the same value).
+//! A manifest whose chunk names do not merge to its file hash is rejected.
+//!
+//! A chunk's name depends on its offset: a received chunk is verified with the offset its
+//! manifest gives. Identical files (and identical chunks at the same offset) are stored once.
+//! The track's content id is the BLAKE3 hash of its manifest's encoding.
 
 use std::ops::Range;
 
+use blake3::hazmat::{ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -29,22 +36,24 @@ use super::ids::ContentId;
 
 /// Size of the first chunk of every file.
 pub const LEAD_CHUNK: u64 = 32 * 1024;
-/// Size of every later chunk (the last may be shorter).
+/// Size of every chunk after the ramp (the last may be shorter).
 pub const CHUNK: u64 = 256 * 1024;
 /// Largest file a manifest may describe (8 GiB).
 pub const MAX_FILE_BYTES: u64 = 8 << 30;
-const MANIFEST_VERSION: u8 = 1;
+const MANIFEST_VERSION: u8 = 2;
+/// Chunk starts below [`CHUNK`]: the ramp.
+const RAMP: [u64; 4] = [0, 32 * 1024, 64 * 1024, 128 * 1024];
 
-/// A file's content description: size, whole-file hash and chunk hashes in order.
+/// A file's content description: size, whole-file hash and chunk names in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Encoding version (1).
+    /// Encoding version (2).
     pub version: u8,
     /// File size in bytes.
     pub size: u64,
     /// BLAKE3 hash of the whole file.
     pub hash: ContentId,
-    /// Chunk hashes, in file order, following [`chunk_ranges`].
+    /// Chunk chaining values, in file order, following [`chunk_ranges`].
     pub chunks: Vec<ContentId>,
 }
 
@@ -66,29 +75,76 @@ pub enum ManifestError {
 
 /// Byte ranges of the chunks of a file of `size` bytes.
 pub fn chunk_ranges(size: u64) -> impl Iterator<Item = Range<u64>> {
-    let lead = (size > 0).then(|| 0..size.min(LEAD_CHUNK));
-    let rest = (LEAD_CHUNK..size).step_by(CHUNK as usize).map(move |start| start..(start + CHUNK).min(size));
-    lead.into_iter().chain(rest)
+    let ramp = RAMP.iter().copied().zip(RAMP.iter().copied().skip(1).chain([CHUNK]));
+    let rest = (CHUNK..MAX_FILE_BYTES.max(size)).step_by(CHUNK as usize).map(|s| (s, s + CHUNK));
+    ramp.chain(rest).take_while(move |(s, _)| *s < size).map(move |(s, e)| s..e.min(size))
 }
 
 /// Number of chunks of a file of `size` bytes.
 pub fn chunk_count(size: u64) -> usize {
-    if size <= LEAD_CHUNK { usize::from(size > 0) } else { 1 + (size - LEAD_CHUNK).div_ceil(CHUNK) as usize }
+    if size == 0 {
+        0
+    } else if size <= CHUNK {
+        RAMP.iter().filter(|&&s| s < size).count()
+    } else {
+        RAMP.len() + (size - CHUNK).div_ceil(CHUNK) as usize
+    }
 }
 
 /// Index of the chunk that holds byte `offset`.
 pub fn chunk_index(offset: u64) -> usize {
-    if offset < LEAD_CHUNK { 0 } else { 1 + ((offset - LEAD_CHUNK) / CHUNK) as usize }
+    if offset < CHUNK {
+        RAMP.iter().filter(|&&s| s <= offset).count() - 1
+    } else {
+        RAMP.len() + ((offset - CHUNK) / CHUNK) as usize
+    }
+}
+
+/// The chaining value of the chunk `data` starting at byte `offset` of its file, or `None`
+/// if no valid chunk looks like that (empty, unaligned offset, or longer than the subtree at
+/// that offset may be). Offsets and bytes may come from a disk or a peer: this never panics.
+pub fn chunk_cv(offset: u64, data: &[u8]) -> Option<ContentId> {
+    // Check alignment first: max_subtree_len itself asserts it.
+    if data.is_empty() || offset % 1024 != 0 {
+        return None;
+    }
+    if blake3::hazmat::max_subtree_len(offset).is_some_and(|max| data.len() as u64 > max) {
+        return None;
+    }
+    let mut h = blake3::Hasher::new();
+    h.set_input_offset(offset);
+    h.update(data);
+    Some(ContentId(h.finalize_non_root()))
+}
+
+/// Merges chunk chaining values into the whole-file hash, following BLAKE3's tree shape.
+/// `None` if the list does not fit the chunk plan for `size`.
+fn merge_root(size: u64, cvs: &[ContentId]) -> Option<ContentId> {
+    let starts: Vec<u64> = chunk_ranges(size).map(|r| r.start).collect();
+    if starts.len() != cvs.len() || cvs.len() < 2 {
+        return None;
+    }
+    // The CV of bytes [start, end): one chunk, or the merge of its two BLAKE3 children.
+    fn cv(starts: &[u64], cvs: &[ContentId], start: u64, end: u64) -> Option<ChainingValue> {
+        let i = starts.binary_search(&start).ok()?;
+        if starts.get(i + 1).is_none_or(|&next| next >= end) {
+            return Some(cvs[i].0);
+        }
+        let mid = start + blake3::hazmat::left_subtree_len(end - start);
+        Some(merge_subtrees_non_root(&cv(starts, cvs, start, mid)?, &cv(starts, cvs, mid, end)?, Mode::Hash))
+    }
+    let mid = blake3::hazmat::left_subtree_len(size);
+    let (l, r) = (cv(&starts, cvs, 0, mid)?, cv(&starts, cvs, mid, size)?);
+    Some(ContentId::from(merge_subtrees_root(&l, &r, Mode::Hash)))
 }
 
 impl Manifest {
-    /// Hashes `data` (both cores: the whole-file hash and the chunk hashes run side by side).
+    /// Hashes `data` once: chunk chaining values in parallel, merged into the file hash.
     pub fn build(data: &[u8]) -> Self {
         let ranges: Vec<Range<u64>> = chunk_ranges(data.len() as u64).collect();
-        let (hash, chunks) = rayon::join(
-            || ContentId::from(blake3::Hasher::new().update_rayon(data).finalize()),
-            || ranges.par_iter().map(|r| ContentId::of(&data[r.start as usize..r.end as usize])).collect(),
-        );
+        let chunks: Vec<ContentId> =
+            ranges.par_iter().filter_map(|r| chunk_cv(r.start, &data[r.start as usize..r.end as usize])).collect();
+        let hash = merge_root(data.len() as u64, &chunks).unwrap_or_else(|| ContentId::of(data));
         Self { version: MANIFEST_VERSION, size: data.len() as u64, hash, chunks }
     }
 
@@ -102,7 +158,8 @@ impl Manifest {
         ContentId::of(&self.encode())
     }
 
-    /// Decodes manifest bytes that must hash to `expected`, and checks them against the plan.
+    /// Decodes manifest bytes that must hash to `expected`, and checks them against the plan:
+    /// the chunk count must fit the size, and the chunk names must merge to the file hash.
     pub fn decode(bytes: &[u8], expected: &ContentId) -> Result<Self, ManifestError> {
         let got = ContentId::of(bytes);
         if got != *expected {
@@ -120,12 +177,21 @@ impl Manifest {
         if m.size > MAX_FILE_BYTES || m.chunks.len() != chunk_count(m.size) {
             return Err(bad(format!("{} chunks for {} bytes", m.chunks.len(), m.size)));
         }
+        if m.chunks.len() > 1 && merge_root(m.size, &m.chunks) != Some(m.hash) {
+            return Err(bad("chunk names do not merge to the file hash".into()));
+        }
         Ok(m)
     }
 
-    /// Chunk hashes paired with their byte ranges.
+    /// Chunk names paired with their byte ranges.
     pub fn chunk_plan(&self) -> impl Iterator<Item = (ContentId, Range<u64>)> + '_ {
         self.chunks.iter().copied().zip(chunk_ranges(self.size))
+    }
+
+    /// True if `data` is chunk `index` of this file.
+    pub fn chunk_matches(&self, index: usize, data: &[u8]) -> bool {
+        let Some(range) = chunk_ranges(self.size).nth(index) else { return false };
+        data.len() as u64 == range.end - range.start && self.chunks.get(index).copied() == chunk_cv(range.start, data)
     }
 }
 
@@ -135,7 +201,18 @@ mod tests {
 
     #[test]
     fn plan_covers_file_exactly() {
-        for size in [0, 1, LEAD_CHUNK - 1, LEAD_CHUNK, LEAD_CHUNK + 1, LEAD_CHUNK + CHUNK, 5 * CHUNK + 17] {
+        for size in [
+            0,
+            1,
+            LEAD_CHUNK - 1,
+            LEAD_CHUNK,
+            LEAD_CHUNK + 1,
+            100_000,
+            CHUNK,
+            CHUNK + 1,
+            LEAD_CHUNK + CHUNK,
+            5 * CHUNK + 17,
+        ] {
             let r: Vec<_> = chunk_ranges(size).collect();
             assert_eq!(r.len(), chunk_count(size), "size {size}");
             let mut at = 0;
@@ -152,9 +229,24 @@ mod tests {
 
     #[test]
     fn manifest_round_trip_and_tamper() {
+        for n in [1usize, 1024, 1025, 40_000, 65_536, 200_000, 262_144, 262_145, 700_000, 3 << 20] {
+            let data: Vec<u8> = (0..n as u32).map(|i| (i * 7 % 251) as u8).collect();
+            let m = Manifest::build(&data);
+            assert_eq!(m.hash, ContentId::of(&data), "file hash is standard BLAKE3 for {n} bytes");
+            for (i, (_, r)) in m.chunk_plan().enumerate() {
+                assert!(m.chunk_matches(i, &data[r.start as usize..r.end as usize]));
+            }
+            assert_eq!(Manifest::decode(&m.encode(), &m.id()).unwrap(), m);
+        }
         let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let m = Manifest::build(&data);
-        assert_eq!(m.hash, ContentId::of(&data));
+        assert!(!m.chunk_matches(1, &data[..32 * 1024]), "a chunk at the wrong offset does not verify");
+        assert_eq!(chunk_cv(0, &[]), None);
+        assert_eq!(chunk_cv(100, &data[..10]), None, "unaligned offset");
+        assert_eq!(chunk_cv(32 * 1024, &data[..40 * 1024]), None, "longer than its subtree");
+        let mut swapped = m.clone();
+        swapped.chunks.swap(1, 2);
+        assert!(Manifest::decode(&swapped.encode(), &swapped.id()).is_err(), "chunk names must merge to the hash");
         let bytes = m.encode();
         assert_eq!(Manifest::decode(&bytes, &m.id()).unwrap(), m);
         let mut bad = bytes.clone();

@@ -19,7 +19,7 @@ use super::chunk::{MAX_FILE_BYTES, Manifest};
 use super::ids::{ArtistKey, ContentId};
 use super::model::{Content, Licence, Release, Splits, Track};
 use super::signed::SignedCatalog;
-use super::store::{Batch, Store, StoreError};
+use super::store::{Batch, ChunkEntry, Store, StoreError};
 use crate::player::{AUDIO_EXTENSIONS, MediaError, MediaInfo, SharedBytes, probe};
 
 /// Most files one publish considers.
@@ -253,7 +253,7 @@ fn import_file(
         let len = range.end - range.start;
         if seen.insert(chunk) && !store.has_intact_chunk(&chunk)? {
             store.write_chunk(&chunk, &data[range.start as usize..range.end as usize])?;
-            batch.chunks.push((chunk, len as u32));
+            batch.chunks.push((chunk, ChunkEntry { len: len as u32, offset: range.start }));
             written += len;
         }
         progress(PublishEvent::Stored(len));

@@ -74,11 +74,36 @@ pub enum StoreError {
     Ambiguous(String),
 }
 
+/// A chunk index entry: the chunk's length and its offset in its file (which its chaining
+/// value depends on). Stored as 12 little-endian bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkEntry {
+    /// Length in bytes.
+    pub len: u32,
+    /// Offset of the chunk in its file.
+    pub offset: u64,
+}
+
+impl ChunkEntry {
+    pub(super) fn encode(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&self.len.to_le_bytes());
+        b[4..].copy_from_slice(&self.offset.to_le_bytes());
+        b
+    }
+
+    pub(super) fn decode(b: &[u8]) -> Self {
+        let len = b.get(..4).and_then(|x| x.try_into().ok()).map_or(0, u32::from_le_bytes);
+        let offset = b.get(4..12).and_then(|x| x.try_into().ok()).map_or(0, u64::from_le_bytes);
+        Self { len, offset }
+    }
+}
+
 /// What one import adds. Applied all at once by [`Store::commit`].
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Chunk files written for this import, with their ids and lengths.
-    pub chunks: Vec<(ContentId, u32)>,
+    /// Chunk files written for this import, with their index entries.
+    pub chunks: Vec<(ContentId, ChunkEntry)>,
     /// Manifests by id.
     pub manifests: Vec<(ContentId, Vec<u8>)>,
     /// The new catalog version, if any.
@@ -163,9 +188,8 @@ impl Store {
 
     /// True if chunk `id` is indexed and its file has the indexed length (cheap: no hashing).
     pub fn has_intact_chunk(&self, id: &ContentId) -> Result<bool, StoreError> {
-        let Some(len) = self.chunk_index.get(id.0)? else { return Ok(false) };
-        let want = u64::from(u32::from_le_bytes(len.as_ref().try_into().unwrap_or([0; 4])));
-        Ok(self.files.len(id) == Some(want))
+        let Some(entry) = self.chunk_index.get(id.0)? else { return Ok(false) };
+        Ok(self.files.len(id) == Some(u64::from(ChunkEntry::decode(&entry).len)))
     }
 
     /// Writes chunk bytes to a file; invisible until a [`Batch`] naming it is committed.
@@ -173,12 +197,10 @@ impl Store {
         self.files.write(id, bytes)
     }
 
-    /// Reads a chunk and verifies its hash.
+    /// Reads a chunk and verifies its chaining value.
     pub fn read_chunk(&self, id: &ContentId) -> Result<Vec<u8>, StoreError> {
-        if !self.has_chunk(id)? {
-            return Err(StoreError::MissingChunk(*id));
-        }
-        self.files.read(id)
+        let entry = self.chunk_index.get(id.0)?.ok_or(StoreError::MissingChunk(*id))?;
+        self.files.read(id, ChunkEntry::decode(&entry).offset)
     }
 
     /// Applies an import atomically, and flushes the metadata to disk. Rejects a catalog not
@@ -194,8 +216,8 @@ impl Store {
                 new.check_newer_than(stored).map_err(ConflictableTransactionError::Abort)?;
                 catalogs.insert(&new.artist().0, new.bytes())?;
             }
-            for (id, len) in &batch.chunks {
-                chunks.insert(&id.0, &len.to_le_bytes())?;
+            for (id, entry) in &batch.chunks {
+                chunks.insert(&id.0, &entry.encode())?;
             }
             for (id, bytes) in &batch.manifests {
                 manifests.insert(&id.0, bytes.as_slice())?;
@@ -333,22 +355,22 @@ impl Store {
             }
         }
         report.bad_manifests.extend(wanted.into_iter().map(|id| (id, "referred to by a catalog but absent".into())));
-        let mut indexed: Vec<ContentId> = Vec::new();
+        let mut indexed: Vec<(ContentId, u64)> = Vec::new();
         for entry in self.chunk_index.iter() {
-            let (key, _) = entry?;
-            indexed.push(ContentId(key.as_ref().try_into().unwrap_or([0; 32])));
+            let (key, value) = entry?;
+            indexed.push((ContentId(key.as_ref().try_into().unwrap_or([0; 32])), ChunkEntry::decode(&value).offset));
         }
         let results: Vec<(ContentId, Result<u64, StoreError>)> = indexed
             .par_iter()
-            .map(|id| {
-                let r = self.files.read(id).map(|b| b.len() as u64);
+            .map(|(id, offset)| {
+                let r = self.files.read(id, *offset).map(|b| b.len() as u64);
                 if let Ok(n) = &r {
                     progress(*n);
                 }
                 (*id, r)
             })
             .collect();
-        let indexed_set: HashSet<ContentId> = indexed.iter().copied().collect();
+        let indexed_set: HashSet<ContentId> = indexed.iter().map(|(id, _)| *id).collect();
         for (id, r) in results {
             report.chunks_checked += 1;
             match r {
@@ -385,7 +407,7 @@ impl Store {
         for entry in self.chunk_index.iter() {
             let (_, v) = entry?;
             n += 1;
-            bytes += u64::from(u32::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 4])));
+            bytes += u64::from(ChunkEntry::decode(&v).len);
         }
         Ok((n, bytes))
     }

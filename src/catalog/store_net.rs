@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use super::chunk::Manifest;
 use super::ids::{ArtistKey, ContentId};
 use super::signed::SignedCatalog;
-use super::store::{Store, StoreError};
+use super::store::{ChunkEntry, Store, StoreError};
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -17,15 +17,15 @@ fn id_of(key: &[u8]) -> ContentId {
 }
 
 impl Store {
-    /// Stores chunk bytes received from a peer if they hash to `id`. Returns false (and stores
-    /// nothing) if they do not. The chunk is visible once this returns.
-    pub fn put_verified_chunk(&self, id: &ContentId, bytes: &[u8]) -> Result<bool, StoreError> {
-        if ContentId::of(bytes) != *id {
+    /// Stores chunk bytes received from a peer if they are chunk `id` at byte `offset` of its
+    /// file. Returns false (and stores nothing) if they are not. Visible once this returns.
+    pub fn put_verified_chunk(&self, id: &ContentId, offset: u64, bytes: &[u8]) -> Result<bool, StoreError> {
+        if super::chunk::chunk_cv(offset, bytes) != Some(*id) {
             return Ok(false);
         }
         if !self.has_intact_chunk(id)? {
             self.files.write(id, bytes)?;
-            self.chunk_index.insert(id.0, &(bytes.len() as u32).to_le_bytes())?;
+            self.chunk_index.insert(id.0, &ChunkEntry { len: bytes.len() as u32, offset }.encode())?;
         }
         self.touch(id)?;
         Ok(true)
@@ -122,7 +122,7 @@ impl Store {
             if keep.contains(&id) {
                 continue;
             }
-            let len = u64::from(u32::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 4])));
+            let len = u64::from(ChunkEntry::decode(&v).len);
             let at =
                 self.access.get(k)?.map(|t| u64::from_le_bytes(t.as_ref().try_into().unwrap_or([0; 8]))).unwrap_or(0);
             candidates.push((at, id, len));

@@ -173,8 +173,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => Config::load(&path)?,
                 None => home.config()?,
             };
-            let local = Local::open_with_config(&home, config)
-                .context("opening the data directory (is a daemon already running?)")?;
+            let local = open_waiting(&home, config)?;
             let opts =
                 busker::daemon::DaemonOptions { listen, bootstrap, mdns: no_mdns.then_some(false), api_listen: api };
             runtime()?.block_on(busker::daemon::run(local, opts, show::daemon_started))?;
@@ -282,6 +281,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { .. } => {}
     }
     Ok(())
+}
+
+/// Opens the data directory for the daemon, waiting up to 10 s for a short-lived CLI command
+/// that holds the database lock; a second daemon still fails with a clear error.
+fn open_waiting(home: &Home, config: Config) -> anyhow::Result<Local> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Local::open_with_config(home, config.clone()) {
+            Ok(local) => return Ok(local),
+            Err(busker::Error::Store(busker::catalog::StoreError::Db(e))) if std::time::Instant::now() < deadline => {
+                tracing::info!("data directory busy ({e}); retrying");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => {
+                return Err(e).context("opening the data directory (is a daemon already running? `busker status`)");
+            }
+        }
+    }
 }
 
 fn publish_locally(home: &Home, dir: &std::path::Path, opts: &PublishOptions) -> anyhow::Result<PublishReport> {

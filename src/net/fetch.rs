@@ -12,7 +12,7 @@ use super::protocol::{Request, Response};
 use super::schedule::Schedule;
 use super::{FetchReport, NetError};
 use crate::catalog::StoreError;
-use crate::catalog::chunk::{CHUNK, Manifest};
+use crate::catalog::chunk::{CHUNK, Manifest, chunk_ranges};
 use crate::catalog::ids::ContentId;
 use crate::node::Event;
 
@@ -257,8 +257,9 @@ impl EventLoop {
         match response {
             Response::Bytes(bytes) if bytes.len() as u64 <= CHUNK => {
                 let (local, work, chunk, len) = (self.local.clone(), self.work_tx.clone(), m.chunks[idx], bytes.len());
+                let offset = chunk_ranges(m.size).nth(idx).map_or(0, |r| r.start);
                 tokio::task::spawn_blocking(move || {
-                    let result = local.store.put_verified_chunk(&chunk, &bytes);
+                    let result = local.store.put_verified_chunk(&chunk, offset, &bytes);
                     let _ = work.blocking_send(Work::ChunkChecked { id, idx, peer, len, result });
                 });
                 return;

@@ -74,6 +74,7 @@ fn the_cli_drives_two_daemons_through_the_control_api() {
     assert!(until_ok(&a, &["verify"], |_| true).contains("store OK"));
 
     let _fan = daemon(&f, &["--bootstrap", &listen]);
+    until_ok(&f, &["status"], |_| true);
     let hits = until_ok(&f, &["search", "tidewater"], |s| s.contains("Tidewater"));
     assert!(hits.contains("CLI Duo"), "{hits}");
     let out = dir.path().join("out");
