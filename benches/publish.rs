@@ -64,8 +64,17 @@ fn fresh_node(root: &Path, n: usize) -> Local {
 fn publish_once(album: &Path, root: &Path, n: usize) -> Duration {
     let node = fresh_node(root, n);
     let t = Instant::now();
-    node.publish(album, &options(), &|_| {}).unwrap();
+    let r = node.publish(album, &options(), &|_| {}).unwrap();
     let d = t.elapsed();
+    let ms = |us: u64| us as f64 / 1e3;
+    let tm = &r.timings;
+    println!(
+        "  phases: check {:.1} ms, read+hash {:.1} ms, write {:.1} ms, sign+commit {:.1} ms",
+        ms(tm.check_us),
+        ms(tm.hash_us),
+        ms(tm.write_us),
+        ms(tm.commit_us)
+    );
     drop(node);
     std::fs::remove_dir_all(root.join(format!("node-{n}"))).unwrap();
     d

@@ -123,6 +123,21 @@ pub struct PublishReport {
     pub total_bytes: u64,
     /// Files skipped with `skip_bad`.
     pub skipped: Vec<BadFile>,
+    /// Where the time went.
+    pub timings: PublishTimings,
+}
+
+/// Wall time of each publishing phase, in microseconds.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PublishTimings {
+    /// Checking every file decodes (reading, probing, counting its duration).
+    pub check_us: u64,
+    /// Reading, chunking and hashing.
+    pub hash_us: u64,
+    /// Writing chunk files.
+    pub write_us: u64,
+    /// Signing and the store commit (including its flush).
+    pub commit_us: u64,
 }
 
 struct Found {
@@ -147,6 +162,8 @@ pub fn publish(
     }
     let total: u64 = audio.iter().map(|(_, s)| s).sum();
     progress(PublishEvent::Scanned { files: audio.len(), bytes: total });
+    let mut timings = PublishTimings::default();
+    let phase = std::time::Instant::now();
 
     let checked: Vec<Result<Found, BadFile>> = audio
         .par_iter()
@@ -166,6 +183,7 @@ pub fn publish(
     if !bad.is_empty() && (!opts.skip_bad || found.is_empty()) {
         return Err(PublishError::BadFiles(bad));
     }
+    timings.check_us = phase.elapsed().as_micros() as u64;
     found.sort_by(|a, b| {
         (a.info.track_number.unwrap_or(u32::MAX), &a.path).cmp(&(b.info.track_number.unwrap_or(u32::MAX), &b.path))
     });
@@ -175,13 +193,13 @@ pub fn publish(
     let mut new_bytes = 0;
     let mut tracks = Vec::with_capacity(found.len());
     for (i, f) in found.iter().enumerate() {
-        let (id, n) = import_file(store, &f.path, &mut batch, &mut seen, progress)?;
+        let (id, n) = import_file(store, &f.path, &mut batch, &mut seen, &mut timings, progress)?;
         new_bytes += n;
         tracks.push(track_entry(f, id, i));
     }
     let cover = match cover {
         Some(path) => {
-            let (id, n) = import_file(store, &path, &mut batch, &mut seen, progress)?;
+            let (id, n) = import_file(store, &path, &mut batch, &mut seen, &mut timings, progress)?;
             new_bytes += n;
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             Some(Content { id, size, mime: image_mime(&path).to_string() })
@@ -200,6 +218,7 @@ pub fn publish(
         splits: opts.splits.clone().unwrap_or_else(|| Splits::sole(artist)),
         tracks,
     };
+    let phase = std::time::Instant::now();
     let release_id = release.id();
     batch.pins = batch.manifests.iter().map(|(id, _)| *id).collect();
     let already_published = current.catalog().release(&release_id).is_some();
@@ -216,6 +235,7 @@ pub fn publish(
     if batch.catalog.is_some() || !batch.chunks.is_empty() || !batch.manifests.is_empty() {
         store.commit(batch)?;
     }
+    timings.commit_us = phase.elapsed().as_micros() as u64;
     Ok(PublishReport {
         release_id,
         release,
@@ -225,6 +245,7 @@ pub fn publish(
         new_bytes,
         total_bytes: total,
         skipped: bad,
+        timings,
     })
 }
 
@@ -244,10 +265,14 @@ fn import_file(
     path: &Path,
     batch: &mut Batch,
     seen: &mut HashSet<ContentId>,
+    timings: &mut PublishTimings,
     progress: &(dyn Fn(PublishEvent) + Sync),
 ) -> Result<(ContentId, u64), PublishError> {
+    let phase = std::time::Instant::now();
     let data = std::fs::read(path).map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
     let manifest = Manifest::build(&data);
+    timings.hash_us += phase.elapsed().as_micros() as u64;
+    let phase = std::time::Instant::now();
     let mut written = 0;
     for (chunk, range) in manifest.chunk_plan() {
         let len = range.end - range.start;
@@ -262,6 +287,7 @@ fn import_file(
     if seen.insert(id) && store.manifest(&id)?.is_none() {
         batch.manifests.push((id, manifest.encode()));
     }
+    timings.write_us += phase.elapsed().as_micros() as u64;
     Ok((id, written))
 }
 

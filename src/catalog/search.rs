@@ -56,15 +56,40 @@ impl fmt::Display for Hit {
     }
 }
 
+/// Lowercases and strips common Latin diacritics, so "etudes" finds "Études".
+fn fold(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => 'a',
+            'ç' | 'ć' | 'č' => 'c',
+            'ď' | 'đ' => 'd',
+            'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ė' | 'ę' | 'ě' => 'e',
+            'ğ' => 'g',
+            'ì' | 'í' | 'î' | 'ï' | 'ī' | 'į' | 'ı' => 'i',
+            'ł' | 'ľ' => 'l',
+            'ñ' | 'ń' | 'ň' => 'n',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ő' => 'o',
+            'ř' => 'r',
+            'ś' | 'š' | 'ş' => 's',
+            'ť' | 'ţ' => 't',
+            'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ů' | 'ű' => 'u',
+            'ý' | 'ÿ' => 'y',
+            'ź' | 'ż' | 'ž' => 'z',
+            other => other,
+        })
+        .collect()
+}
+
 fn matches(words: &[String], text: &str) -> bool {
-    let t = text.to_lowercase();
+    let t = fold(text);
     words.iter().all(|w| t.contains(w.as_str()))
 }
 
 /// Finds every artist, release and track whose text contains all words of `query`
 /// (case-insensitive). A release or track also matches on its artist's name.
 pub fn search(catalogs: &[SignedCatalog], query: &str) -> Vec<Hit> {
-    let words: Vec<String> = query.split_whitespace().take(16).map(str::to_lowercase).collect();
+    let words: Vec<String> = query.split_whitespace().take(16).map(fold).collect();
     if words.is_empty() {
         return Vec::new();
     }
@@ -96,4 +121,14 @@ pub fn search(catalogs: &[SignedCatalog], query: &str) -> Vec<Hit> {
     }
     hits.truncate(MAX_HITS);
     hits
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn folding() {
+        assert!(super::matches(&["etudes".into(), "loop".into()], "Études for Loopback"));
+        assert!(super::matches(&["bjork".into()], "Björk"));
+        assert!(!super::matches(&["xyz".into()], "Björk"));
+    }
 }
