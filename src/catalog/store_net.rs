@@ -75,6 +75,12 @@ impl Store {
         Ok(true)
     }
 
+    /// Which chunks of `id` are stored, one entry per chunk; `None` without its manifest.
+    pub fn availability(&self, id: &ContentId) -> Result<Option<Vec<bool>>, StoreError> {
+        let Some(m) = self.manifest(id)? else { return Ok(None) };
+        m.chunks.iter().map(|c| self.has_intact_chunk(c)).collect::<Result<Vec<bool>, _>>().map(Some)
+    }
+
     /// Marks `id` as being fetched, so a restarted node resumes it.
     pub fn want(&self, id: &ContentId, pin: bool) -> Result<(), StoreError> {
         self.wanted.insert(id.0, &[u8::from(pin)])?;

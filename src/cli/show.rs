@@ -61,6 +61,7 @@ pub fn status(s: &Status) {
     println!("catalogs     {}", s.catalogs);
     println!("store        {} chunks, {} bytes", s.chunks, s.bytes);
     println!("downloads    {} in progress", s.downloads);
+    println!("served       {} chunks, {} bytes to peers", s.served_chunks, s.served_bytes);
 }
 
 pub fn peers(list: &[PeerInfo]) {

@@ -23,6 +23,9 @@ impl EventLoop {
             Request::Catalog(artist) => found(store.catalog_bytes(&artist)),
             Request::ListCatalogs => Response::Catalogs(store.catalog_list().unwrap_or_default()),
             Request::Manifest(id) => found(store.manifest_bytes(&id)),
+            Request::Have(id) => {
+                found(store.availability(&id).map(|a| a.map(|bits| super::protocol::pack_bits(&bits))))
+            }
             Request::Chunk(id) => {
                 let (local, work) = (self.local.clone(), self.work_tx.clone());
                 tokio::task::spawn_blocking(move || {
@@ -108,7 +111,7 @@ impl EventLoop {
         self.request(peer, Request::ListCatalogs, Pending::CatalogList);
         let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
         for id in ids {
-            self.add_download_peer(id, peer);
+            self.add_download_peer(id, peer, false);
         }
     }
 
@@ -194,7 +197,7 @@ impl EventLoop {
                 if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
                     let me = *self.swarm.local_peer_id();
                     for p in providers.into_iter().filter(|p| *p != me) {
-                        self.add_download_peer(content, p);
+                        self.add_download_peer(content, p, true);
                     }
                 }
                 if step.last {

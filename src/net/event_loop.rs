@@ -64,6 +64,9 @@ pub(super) enum Pending {
         id: ContentId,
         idx: usize,
     },
+    Have {
+        id: ContentId,
+    },
 }
 
 /// Settings the loop runs with.
@@ -96,6 +99,10 @@ pub(crate) struct EventLoop {
     /// The last announcement gossiped, so an unchanged catalog is not re-published.
     pub(super) last_announced: Option<Announcement>,
     connected: HashMap<PeerId, Multiaddr>,
+    /// Chunks and bytes served to peers (upload accounting).
+    served: (u64, u64),
+    /// Per-node seed for rarest-first tie-breaking.
+    pub(super) seed: u64,
 }
 
 impl EventLoop {
@@ -118,6 +125,7 @@ impl EventLoop {
         let topic = gossipsub::IdentTopic::new(CATALOG_TOPIC);
         swarm.behaviour_mut().gossipsub.subscribe(&topic).map_err(|e| NetError::Swarm(e.to_string()))?;
         let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
+        let local_peer_bytes = swarm.local_peer_id().to_bytes();
         Ok(Self {
             swarm,
             local,
@@ -135,6 +143,8 @@ impl EventLoop {
             topic,
             last_announced: None,
             connected: HashMap::new(),
+            served: (0, 0),
+            seed: u64::from_le_bytes(blake3::hash(&local_peer_bytes).as_bytes()[..8].try_into().unwrap_or([0; 8])),
         })
     }
 
@@ -150,7 +160,8 @@ impl EventLoop {
     /// Runs until shutdown. Local commands first (`biased`), then finished work, then the network.
     pub(crate) async fn run(mut self) {
         self.start();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Drives downloads: availability polls, provider lookups, stall checks.
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
                 biased;
@@ -229,6 +240,8 @@ impl EventLoop {
                     chunks,
                     bytes,
                     downloads: self.downloads.len(),
+                    served_chunks: self.served.0,
+                    served_bytes: self.served.1,
                 });
             }
             Command::Announce { announcement, reply } => {
@@ -248,6 +261,10 @@ impl EventLoop {
     fn handle_work(&mut self, work: Work) {
         match work {
             Work::Serve { channel, response } => {
+                if let Response::Bytes(b) = &response {
+                    self.served.0 += 1;
+                    self.served.1 += b.len() as u64;
+                }
                 if self.swarm.behaviour_mut().exchange.send_response(channel, response).is_err() {
                     tracing::debug!("peer went away before its response was sent");
                 }
@@ -367,6 +384,7 @@ impl EventLoop {
             }
             Pending::Manifest { id } => self.on_manifest(peer, id, response),
             Pending::Chunk { id, idx } => self.on_chunk(peer, id, idx, response),
+            Pending::Have { id } => self.on_have(peer, id, response),
         }
     }
 
@@ -374,6 +392,7 @@ impl EventLoop {
         match pending {
             Pending::Manifest { id } => self.on_manifest(peer, id, Response::Refused),
             Pending::Chunk { id, idx } => self.on_chunk(peer, id, idx, Response::Refused),
+            Pending::Have { id } => self.on_have(peer, id, Response::Refused),
             Pending::Catalog { gossip: Some(id), .. } => {
                 self.validated(&id, peer, gossipsub::MessageAcceptance::Ignore)
             }

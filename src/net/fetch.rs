@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::event_loop::{EventLoop, Pending, Work};
 use super::protocol::{Request, Response};
-use super::schedule::Schedule;
+use super::schedule::{Order, Schedule};
 use super::{FetchReport, NetError};
 use crate::catalog::StoreError;
 use crate::catalog::chunk::{CHUNK, Manifest, chunk_ranges};
@@ -36,7 +36,15 @@ pub(super) struct Download {
     fetched: usize,
     fetched_bytes: u64,
     per_peer: HashMap<PeerId, usize>,
+    /// Availability requests: when each peer was last asked, and which are in flight.
+    have_asked: HashMap<PeerId, Instant>,
+    have_in_flight: HashSet<PeerId>,
+    /// Providers found in the DHT: they hold the whole content.
+    providers: HashSet<PeerId>,
 }
+
+/// How often a peer that holds part of the content is asked again what it has.
+const HAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A caller waiting for a set of content ids.
 pub(super) struct Waiter {
@@ -110,6 +118,9 @@ impl EventLoop {
             fetched: 0,
             fetched_bytes: 0,
             per_peer: HashMap::new(),
+            have_asked: HashMap::new(),
+            have_in_flight: HashSet::new(),
+            providers: HashSet::new(),
         };
         let now = Instant::now();
         d.candidates = self.connected_peers().into_iter().filter(|p| !self.is_banned(p, now)).collect();
@@ -143,14 +154,34 @@ impl EventLoop {
         self.drive(id);
     }
 
-    pub(super) fn add_download_peer(&mut self, id: ContentId, peer: PeerId) {
+    pub(super) fn add_download_peer(&mut self, id: ContentId, peer: PeerId, provider: bool) {
         if self.is_banned(&peer, Instant::now()) {
             return;
         }
         if let Some(d) = self.downloads.get_mut(&id) {
             d.candidates.insert(peer);
+            if provider {
+                d.providers.insert(peer);
+            }
             if let Some(s) = &mut d.schedule {
-                s.add_peer(peer);
+                if provider { s.add_complete_peer(peer) } else { s.add_peer(peer) }
+            }
+        }
+        self.drive(id);
+    }
+
+    /// A peer's bitfield for `id` arrived (or it has none).
+    pub(super) fn on_have(&mut self, peer: PeerId, id: ContentId, response: Response) {
+        let Some(d) = self.downloads.get_mut(&id) else { return };
+        d.have_in_flight.remove(&peer);
+        if let Some(s) = &mut d.schedule {
+            let total = s.total();
+            match response {
+                Response::Bytes(b) => match super::protocol::unpack_bits(&b, total) {
+                    Some(bits) => s.set_availability(&peer, bits),
+                    None => tracing::debug!("{peer} sent a bitfield of the wrong size for {id}"),
+                },
+                _ => s.set_availability(&peer, vec![false; total]),
             }
         }
         self.drive(id);
@@ -171,16 +202,19 @@ impl EventLoop {
 
     fn set_manifest(&mut self, id: ContentId, m: Manifest) {
         let store = &self.local.store;
+        // Bulk fetching: rarest first, ranked per node so fans fetching together diverge.
+        let seed = u64::from_le_bytes(id.0[..8].try_into().unwrap_or([0; 8])) ^ self.seed;
         let schedule = Schedule::new(
             m.chunks.len(),
             |i| store.has_intact_chunk(&m.chunks[i]).unwrap_or(false),
             self.settings.window,
             self.settings.ban_for,
+            Order::RarestFirst { seed },
         );
         if let Some(d) = self.downloads.get_mut(&id) {
             let mut s = schedule;
             for p in &d.candidates {
-                s.add_peer(*p);
+                if d.providers.contains(p) { s.add_complete_peer(*p) } else { s.add_peer(*p) }
             }
             d.schedule = Some(s);
             d.manifest = Some(m);
@@ -194,6 +228,14 @@ impl EventLoop {
         let mut requests: Vec<(PeerId, Request, Pending)> = Vec::new();
         match (&d.manifest, &mut d.schedule) {
             (Some(m), Some(s)) => {
+                for peer in d.candidates.iter() {
+                    let due = d.have_asked.get(peer).is_none_or(|t| now.duration_since(*t) >= HAVE_EVERY);
+                    if due && !d.have_in_flight.contains(peer) && s.wants_availability(peer) {
+                        d.have_in_flight.insert(*peer);
+                        d.have_asked.insert(*peer, now);
+                        requests.push((*peer, Request::Have(id), Pending::Have { id }));
+                    }
+                }
                 for (peer, idx) in s.next(now) {
                     requests.push((peer, Request::Chunk(m.chunks[idx]), Pending::Chunk { id, idx }));
                 }

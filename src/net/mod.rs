@@ -87,6 +87,10 @@ pub struct Status {
     pub bytes: u64,
     /// Downloads in progress.
     pub downloads: usize,
+    /// Chunks served to peers since the node started.
+    pub served_chunks: u64,
+    /// Bytes of chunks served to peers since the node started.
+    pub served_bytes: u64,
 }
 
 /// The outcome of a fetch.

@@ -12,7 +12,7 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
-use crate::catalog::chunk::CHUNK;
+use crate::catalog::chunk::{CHUNK, MAX_FILE_BYTES, chunk_count};
 use crate::catalog::ids::{ArtistKey, ContentId};
 use crate::catalog::signed::MAX_CATALOG_BYTES;
 
@@ -33,6 +33,9 @@ pub enum Request {
     Manifest(ContentId),
     /// A chunk by hash.
     Chunk(ContentId),
+    /// Which chunks of a piece of content the peer holds: a bitfield, chunk 0 in the lowest
+    /// bit of byte 0.
+    Have(ContentId),
 }
 
 /// The answer.
@@ -55,6 +58,7 @@ impl Request {
             Request::ListCatalogs => 2,
             Request::Manifest(_) => 3,
             Request::Chunk(_) => 4,
+            Request::Have(_) => 5,
         }
     }
 
@@ -65,6 +69,7 @@ impl Request {
             Request::ListCatalogs => MAX_LISTED * 40,
             Request::Manifest(_) => MAX_MANIFEST_BYTES,
             Request::Chunk(_) => CHUNK as usize,
+            Request::Have(_) => chunk_count(MAX_FILE_BYTES).div_ceil(8),
         }
     }
 }
@@ -104,6 +109,7 @@ impl libp2p::request_response::Codec for Codec {
             2 => Request::ListCatalogs,
             3 => Request::Manifest(ContentId(read_id(io).await?)),
             4 => Request::Chunk(ContentId(read_id(io).await?)),
+            5 => Request::Have(ContentId(read_id(io).await?)),
             t => return Err(invalid(format!("unknown request tag {t}"))),
         })
     }
@@ -156,7 +162,7 @@ impl libp2p::request_response::Codec for Codec {
         let mut buf = vec![req.tag()];
         match &req {
             Request::Catalog(k) => buf.extend_from_slice(&k.0),
-            Request::Manifest(id) | Request::Chunk(id) => buf.extend_from_slice(&id.0),
+            Request::Manifest(id) | Request::Chunk(id) | Request::Have(id) => buf.extend_from_slice(&id.0),
             Request::ListCatalogs => {}
         }
         self.last = Some(req);
@@ -187,5 +193,31 @@ impl libp2p::request_response::Codec for Codec {
         io.write_all(&(payload.len() as u32).to_le_bytes()).await?;
         io.write_all(&payload).await?;
         io.close().await
+    }
+}
+
+/// Packs booleans into a bitfield, index 0 in the lowest bit of byte 0.
+pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
+    let mut out = vec![0u8; bits.len().div_ceil(8)];
+    for (i, _) in bits.iter().enumerate().filter(|(_, b)| **b) {
+        out[i / 8] |= 1 << (i % 8);
+    }
+    out
+}
+
+/// Unpacks a bitfield of exactly `n` entries; `None` if the length is wrong.
+pub fn unpack_bits(bytes: &[u8], n: usize) -> Option<Vec<bool>> {
+    (bytes.len() == n.div_ceil(8)).then(|| (0..n).map(|i| bytes[i / 8] & (1 << (i % 8)) != 0).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bitfields_round_trip_and_reject_wrong_lengths() {
+        let bits = vec![true, false, true, true, false, false, false, false, true];
+        let packed = super::pack_bits(&bits);
+        assert_eq!(packed, vec![0b0000_1101, 0b1]);
+        assert_eq!(super::unpack_bits(&packed, 9), Some(bits));
+        assert_eq!(super::unpack_bits(&packed, 20), None);
     }
 }

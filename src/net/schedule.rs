@@ -3,8 +3,14 @@
 //! The event loop tells it which peers may have the content and what happened to each
 //! request; it answers which chunk to ask of which peer next. Rules:
 //!
-//! * chunks are requested in file order (so a download is also playable from the start),
-//!   spread over all usable peers, at most `window` in flight per peer;
+//! * a peer is asked only for chunks it has: peers start with unknown availability (the loop
+//!   asks them for a bitfield) unless known complete (a provider);
+//! * in [`Order::InOrder`] chunks go in file order (streaming); in [`Order::RarestFirst`] the
+//!   chunk held by the fewest peers goes first, ties broken by a per-node pseudo-random rank,
+//!   so fans fetching together start in different places and can trade with each other
+//!   instead of all asking the seeder for the same chunks (bulk fetching);
+//! * at most `window` requests are in flight per peer, and each goes to the usable peer with
+//!   the fewest in flight;
 //! * a peer that sends bytes that fail verification is banned for `ban_for`, and its chunk
 //!   goes back to the queue for an honest peer;
 //! * a peer that says it lacks the content is not asked again for this download; other
@@ -19,12 +25,26 @@ use std::time::{Duration, Instant};
 /// Failures (other than "not found") after which a peer is dropped from a download.
 pub const MAX_FAILURES: u32 = 4;
 
+/// Which chunk to fetch next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// File order: playback can start from the first chunk.
+    InOrder,
+    /// Rarest among peers first; ties by a rank derived from `seed` (different per node).
+    RarestFirst {
+        /// Seed for the tie-breaking rank.
+        seed: u64,
+    },
+}
+
 #[derive(Debug, Default)]
 struct PeerState {
     in_flight: usize,
     failures: u32,
     lacks: bool,
     banned_until: Option<Instant>,
+    /// Which chunks the peer has; `None` until known.
+    has: Option<Vec<bool>>,
 }
 
 /// Scheduling state for one download.
@@ -36,18 +56,48 @@ pub struct Schedule<P> {
     peers: HashMap<P, PeerState>,
     window: usize,
     ban_for: Duration,
+    order: Order,
+}
+
+/// A cheap, well-mixed rank for tie-breaking (splitmix64).
+fn rank(seed: u64, idx: usize) -> u64 {
+    let mut z = seed.wrapping_add((idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl<P: Clone + Eq + Hash> Schedule<P> {
     /// A schedule for `total` chunks, of which `have(i)` are already stored.
-    pub fn new(total: usize, have: impl Fn(usize) -> bool, window: usize, ban_for: Duration) -> Self {
+    pub fn new(total: usize, have: impl Fn(usize) -> bool, window: usize, ban_for: Duration, order: Order) -> Self {
         let missing = (0..total).filter(|&i| !have(i)).collect();
-        Self { total, missing, in_flight: HashMap::new(), peers: HashMap::new(), window: window.max(1), ban_for }
+        Self { total, missing, in_flight: HashMap::new(), peers: HashMap::new(), window: window.max(1), ban_for, order }
     }
 
-    /// Adds a peer that may hold the content.
+    /// Adds a peer that may hold some of the content (availability to be learned).
     pub fn add_peer(&mut self, peer: P) {
         self.peers.entry(peer).or_default();
+    }
+
+    /// Adds a peer known to hold all of the content (a provider).
+    pub fn add_complete_peer(&mut self, peer: P) {
+        let total = self.total;
+        self.peers.entry(peer).or_default().has = Some(vec![true; total]);
+    }
+
+    /// Records which chunks `peer` has (from its bitfield). Ignored if the length is wrong.
+    pub fn set_availability(&mut self, peer: &P, has: Vec<bool>) {
+        if has.len() != self.total {
+            return;
+        }
+        if let Some(s) = self.peers.get_mut(peer) {
+            s.has = Some(has);
+        }
+    }
+
+    /// True if `peer` is part of this download and its availability is unknown or partial.
+    pub fn wants_availability(&self, peer: &P) -> bool {
+        self.peers.get(peer).is_some_and(|s| !s.lacks && s.has.as_ref().is_none_or(|h| h.iter().any(|b| !b)))
     }
 
     /// Forgets a peer (disconnected); its in-flight chunks go back to the queue.
@@ -67,24 +117,39 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
             && state.in_flight < window
     }
 
-    /// The next requests to send: `(peer, chunk index)` pairs, lowest index first, each to
-    /// the usable peer with the fewest requests in flight.
+    /// The next requests to send: `(peer, chunk index)` pairs. Each free slot goes to the
+    /// usable peer with the fewest requests in flight, asking it for the best chunk it has.
     pub fn next(&mut self, now: Instant) -> Vec<(P, usize)> {
         let mut out = Vec::new();
-        while let Some(&idx) = self.missing.first() {
+        loop {
             let window = self.window;
-            let best = self
-                .peers
-                .iter_mut()
-                .filter(|(_, s)| Self::usable(s, now, window))
-                .min_by_key(|(_, s)| (s.in_flight, s.failures));
-            let Some((peer, state)) = best else { break };
-            state.in_flight += 1;
+            let mut peers: Vec<(&P, &PeerState)> =
+                self.peers.iter().filter(|(_, s)| s.has.is_some() && Self::usable(s, now, window)).collect();
+            peers.sort_by_key(|(_, s)| (s.in_flight, s.failures));
+            let pick = peers.iter().find_map(|(p, s)| self.best_chunk(s).map(|i| ((*p).clone(), i)));
+            let Some((peer, idx)) = pick else { break };
+            if let Some(s) = self.peers.get_mut(&peer) {
+                s.in_flight += 1;
+            }
             self.missing.remove(&idx);
             self.in_flight.insert(idx, peer.clone());
-            out.push((peer.clone(), idx));
+            out.push((peer, idx));
         }
         out
+    }
+
+    /// The chunk to ask `state`'s peer for: one it has that we miss, by the schedule's order.
+    fn best_chunk(&self, state: &PeerState) -> Option<usize> {
+        let has = state.has.as_ref()?;
+        let candidates = self.missing.iter().copied().filter(|&i| has.get(i) == Some(&true));
+        match self.order {
+            Order::InOrder => candidates.min(),
+            Order::RarestFirst { seed } => candidates.min_by_key(|&i| {
+                let holders =
+                    self.peers.values().filter(|s| s.has.as_ref().is_some_and(|h| h.get(i) == Some(&true))).count();
+                (holders, rank(seed, i))
+            }),
+        }
     }
 
     fn settle(&mut self, peer: &P, idx: usize) -> bool {
@@ -163,9 +228,9 @@ mod tests {
     #[test]
     fn spreads_requests_in_order_within_the_window() {
         let now = Instant::now();
-        let mut s = Schedule::new(10, |i| i == 0, 2, Duration::from_secs(60));
-        s.add_peer("a");
-        s.add_peer("b");
+        let mut s = Schedule::new(10, |i| i == 0, 2, Duration::from_secs(60), Order::InOrder);
+        s.add_complete_peer("a");
+        s.add_complete_peer("b");
         let reqs = s.next(now);
         assert_eq!(reqs.len(), 4);
         let mut idx: Vec<usize> = reqs.iter().map(|r| r.1).collect();
@@ -179,9 +244,9 @@ mod tests {
     #[test]
     fn a_lying_peer_is_banned_and_its_chunk_goes_to_an_honest_one() {
         let now = Instant::now();
-        let mut s = Schedule::new(3, |_| false, 1, Duration::from_secs(60));
-        s.add_peer("liar");
-        s.add_peer("honest");
+        let mut s = Schedule::new(3, |_| false, 1, Duration::from_secs(60), Order::InOrder);
+        s.add_complete_peer("liar");
+        s.add_complete_peer("honest");
         let reqs = s.next(now);
         let (liar_idx, honest_idx) = {
             let l = reqs.iter().find(|r| r.0 == "liar").unwrap().1;
@@ -204,15 +269,44 @@ mod tests {
     #[test]
     fn not_found_and_disconnects_requeue_and_stall_is_reported() {
         let now = Instant::now();
-        let mut s = Schedule::new(2, |_| false, 4, Duration::from_secs(1));
-        s.add_peer(1u8);
+        let mut s = Schedule::new(2, |_| false, 4, Duration::from_secs(1), Order::InOrder);
+        s.add_complete_peer(1u8);
         let reqs = s.next(now);
         assert_eq!(reqs.len(), 2);
         s.failed(&1, 0, true);
         s.remove_peer(&1);
         assert!(s.is_stalled(now));
         assert_eq!(s.done(), 0);
-        s.add_peer(2);
+        s.add_complete_peer(2);
         assert_eq!(s.next(now).len(), 2);
+    }
+
+    #[test]
+    fn peers_are_asked_only_for_what_they_have_rarest_first() {
+        let now = Instant::now();
+        let mut s = Schedule::new(6, |_| false, 8, Duration::from_secs(1), Order::RarestFirst { seed: 7 });
+        s.add_peer("seeder");
+        s.add_peer("fan");
+        assert!(s.next(now).is_empty(), "nothing is asked before availability is known");
+        s.set_availability(&"seeder", vec![true; 6]);
+        s.set_availability(&"fan", vec![true, true, true, false, false, false]);
+        let reqs = s.next(now);
+        assert_eq!(reqs.len(), 6);
+        for (p, i) in &reqs {
+            if *p == "fan" {
+                assert!(*i < 3, "the fan is only asked for chunks it has");
+            }
+        }
+        // Chunks only the seeder has (3, 4, 5) are rarest: the seeder gets those.
+        let from_seeder: Vec<usize> = reqs.iter().filter(|r| r.0 == "seeder").map(|r| r.1).collect();
+        assert!([3, 4, 5].iter().all(|i| from_seeder.contains(i)), "{reqs:?}");
+        assert!(s.wants_availability(&"fan") && !s.wants_availability(&"seeder"));
+        // Two nodes with different seeds start rarest-first downloads in different places.
+        let first = |seed| {
+            let mut s = Schedule::new(64, |_| false, 1, Duration::from_secs(1), Order::RarestFirst { seed });
+            s.add_complete_peer(0u8);
+            s.next(now)[0].1
+        };
+        assert_ne!((first(1), first(2), first(3)), (first(1), first(1), first(1)));
     }
 }

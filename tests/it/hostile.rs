@@ -31,7 +31,8 @@ enum Order {
 
 /// Starts the hostile peer. It answers manifests and catalogs honestly from `honest` (so it
 /// looks like a provider) and every chunk request with flipped bytes.
-async fn evil_peer(honest: Node) -> (String, mpsc::Sender<Order>, mpsc::Receiver<()>) {
+/// `share_list`: answer catalog-list requests honestly (so peers sync catalogs from it).
+async fn evil_peer(honest: Node, share_list: bool) -> (String, mpsc::Sender<Order>, mpsc::Receiver<()>) {
     let mut swarm: Swarm<Evil> = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
@@ -73,8 +74,11 @@ async fn evil_peer(honest: Node) -> (String, mpsc::Sender<Order>, mpsc::Receiver
                         let store = &honest.local().store;
                         let response = match request {
                             Request::Catalog(a) => store.catalog_bytes(&a).unwrap().map_or(Response::NotFound, Response::Bytes),
+                            Request::ListCatalogs if share_list => Response::Catalogs(store.catalog_list().unwrap()),
                             Request::ListCatalogs => Response::Catalogs(Vec::new()),
                             Request::Manifest(id) => store.manifest_bytes(&id).unwrap().map_or(Response::NotFound, Response::Bytes),
+                            Request::Have(id) => store.availability(&id).unwrap()
+                                .map_or(Response::NotFound, |b| Response::Bytes(busker::net::protocol::pack_bits(&b))),
                             Request::Chunk(id) => match store.read_chunk(&id) {
                                 Ok(mut b) => { b[0] ^= 0xff; Response::Bytes(b) }
                                 Err(_) => Response::NotFound,
@@ -97,7 +101,7 @@ async fn a_peer_serving_corrupt_chunks_is_banned_and_the_download_completes() {
     let artist = spawn(dir.path(), "Honest Artist", true).await;
     let src = noise_album(&dir.path().join("album"), 3, 8.0);
     let report = within("publish", artist.publish(&src, options())).await.unwrap();
-    let (evil_addr, _orders, _) = evil_peer(artist.clone()).await;
+    let (evil_addr, _orders, _) = evil_peer(artist.clone(), true).await;
     let evil_id = evil_addr.rsplit('/').next().unwrap().to_string();
 
     let fan = spawn(dir.path(), "fan", false).await;
@@ -136,7 +140,7 @@ async fn forged_and_stale_announcements_are_dropped_and_not_forwarded() {
     let fan_a = spawn(dir.path(), "fan_a", false).await;
     fan_a.local().store.put_catalog(busker::catalog::SignedCatalog::verify(v2.bytes()).unwrap()).unwrap();
     let fan_b = spawn(dir.path(), "fan_b", false).await;
-    let (evil_addr, orders, mut subscribed) = evil_peer(artist.clone()).await;
+    let (evil_addr, orders, mut subscribed) = evil_peer(artist.clone(), false).await;
     let mut ea = fan_a.subscribe();
     let mut eb = fan_b.subscribe();
     within("dial", fan_a.dial(&evil_addr)).await.unwrap();

@@ -1,0 +1,149 @@
+//! Release transfer over loopback: busker 1 seeder → 1 fan and 1 → 4 fans, and the same files
+//! moved by BitTorrent (libtorrent-rasterbar and aria2c, via `benches/bittorrent/bt_bench.py`).
+//!
+//! Run by hand with `bash benches/transfer.sh` (installs the BitTorrent side). Everything
+//! stays on 127.0.0.1 with mDNS off. Env: `BUSKER_BENCH_MB` (release size, default 200),
+//! `BUSKER_BENCH_SKIP_BT=1` to run busker only.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use busker::catalog::Licence;
+use busker::catalog::publish::PublishOptions;
+use busker::{Home, Local, Node};
+
+const FILES: u64 = 8;
+
+fn options() -> PublishOptions {
+    PublishOptions {
+        title: Some("Transfer Bench".into()),
+        date: None,
+        licence: Licence::known("CC-BY-4.0").unwrap(),
+        splits: None,
+        skip_bad: false,
+    }
+}
+
+async fn node(root: &Path, name: &str, artist: bool) -> Node {
+    let (local, _) = Local::init(&Home::at(root.join(name)), artist.then_some(name)).unwrap();
+    Node::builder(local).listen("/ip4/127.0.0.1/tcp/0").mdns(false).spawn().await.unwrap()
+}
+
+async fn addr(n: &Node) -> String {
+    loop {
+        if let Some(a) = n.listen_addrs().await.unwrap().into_iter().next() {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_catalog(n: &Node, seq: u64) {
+    let mut rx = n.subscribe();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while n.local().store.catalogs().unwrap().iter().all(|c| c.seq() < seq) {
+        assert!(Instant::now() < deadline, "catalog never arrived");
+        let _ = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await;
+    }
+}
+
+/// Busker: one seeder, `fans` fans all connected to the seeder and to each other.
+async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64) {
+    let artist = node(root, "artist", true).await;
+    let report = artist.publish(dir, options()).await.unwrap();
+    let rid = report.release_id.to_string();
+    let mut nodes = Vec::new();
+    for i in 0..fans {
+        nodes.push(node(root, &format!("fan{i}"), false).await);
+    }
+    let a = addr(&artist).await;
+    for (i, f) in nodes.iter().enumerate() {
+        f.dial(&a).await.unwrap();
+        for other in &nodes[..i] {
+            f.dial(&addr(other).await).await.unwrap();
+        }
+    }
+    for f in &nodes {
+        wait_catalog(f, report.seq).await;
+    }
+    let before = artist.status().await.unwrap().served_bytes;
+    let t0 = Instant::now();
+    let tasks: Vec<_> = nodes
+        .iter()
+        .map(|f| {
+            let (f, rid) = (f.clone(), rid.clone());
+            tokio::spawn(async move {
+                f.fetch(&rid).await.unwrap();
+                t0.elapsed().as_secs_f64()
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for t in tasks {
+        times.push(t.await.unwrap());
+    }
+    let uploaded = artist.status().await.unwrap().served_bytes - before;
+    for n in nodes.iter().chain([&artist]) {
+        n.shutdown().await;
+    }
+    (times, uploaded as f64 / report.total_bytes as f64)
+}
+
+fn bt_run(dir: &Path, client: &str, fans: usize) -> Option<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/bittorrent/bt_bench.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--dir", dir.to_str()?, "--fans", &fans.to_string(), "--client", client, "--json"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parsed = text.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    if parsed.is_none() {
+        eprintln!("{client} x{fans} failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+    }
+    parsed
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // cargo test --benches / criterion-style listing: nothing to do.
+    }
+    let mb: u64 = std::env::var("BUSKER_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("release");
+    std::fs::create_dir_all(&dir).unwrap();
+    let secs = (mb as f32 * 1e6 / FILES as f32) / (44_100.0 * 4.0);
+    for i in 0..FILES {
+        std::fs::write(dir.join(format!("{:02}-track.wav", i + 1)), busker::synth::song_wav(i + 1, secs)).unwrap();
+    }
+    let bytes: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let size_mb = bytes as f64 / 1e6;
+    println!("\n=== release transfer over loopback: {FILES} files, {size_mb:.1} MB ===");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    for fans in [1usize, 4] {
+        let root = tempfile::tempdir().unwrap();
+        let (times, ratio) = rt.block_on(busker_run(&dir, root.path(), fans));
+        let each: Vec<String> = times.iter().map(|t| format!("{:.0}", size_mb / t)).collect();
+        let slowest = times.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "busker      1 -> {fans}: all done in {slowest:.2} s; MB/s per fan [{}]; seeder uploaded {ratio:.2}x the release",
+            each.join(", ")
+        );
+    }
+    if std::env::var("BUSKER_BENCH_SKIP_BT").is_ok() {
+        return;
+    }
+    for client in ["libtorrent", "aria2c"] {
+        for fans in [1usize, 4] {
+            if let Some(v) = bt_run(&dir, client, fans) {
+                println!(
+                    "{client:<11} 1 -> {fans}: all done in {:.2} s; MB/s per fan {}; seeder uploaded {}x the release",
+                    v["seconds_all_done"].as_f64().unwrap_or(f64::NAN),
+                    v["mb_per_s_each"],
+                    v["seeder_upload_ratio"].as_f64().map_or("?".into(), |r| format!("{r:.2}"))
+                );
+            }
+        }
+    }
+}
