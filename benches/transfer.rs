@@ -74,14 +74,23 @@ async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64) {
         .map(|f| {
             let (f, rid) = (f.clone(), rid.clone());
             tokio::spawn(async move {
-                f.fetch(&rid).await.unwrap();
-                t0.elapsed().as_secs_f64()
+                let r = f.fetch(&rid).await.unwrap();
+                (t0.elapsed().as_secs_f64(), r)
             })
         })
         .collect();
     let mut times = Vec::new();
+    let seeder = artist.peer_id().to_string();
+    let (mut from_seeder, mut from_fans) = (0, 0);
     for t in tasks {
-        times.push(t.await.unwrap());
+        let (secs, r) = t.await.unwrap();
+        times.push(secs);
+        for (p, n) in &r.per_peer {
+            if *p == seeder { from_seeder += n } else { from_fans += n }
+        }
+    }
+    if fans > 1 {
+        println!("  chunks received: {from_seeder} from the seeder, {from_fans} from other fans");
     }
     let uploaded = artist.status().await.unwrap().served_bytes - before;
     for n in nodes.iter().chain([&artist]) {

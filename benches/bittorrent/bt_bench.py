@@ -291,6 +291,39 @@ def leecher_main(torrent_path, save_path, deadline_s):
 # --------------------------------------------------------------------------
 # the benchmark
 
+class ChildLines:
+    """Line reader over several children's stdout pipes (raw fds, no
+    buffering surprises). poll() yields (index, line) and (index, None) at EOF."""
+
+    def __init__(self, procs):
+        self.sel = selectors.DefaultSelector()
+        self.buf = {}
+        self.open = 0
+        for i, p in enumerate(procs):
+            fd = p.stdout.fileno()
+            self.sel.register(fd, selectors.EVENT_READ, i)
+            self.buf[fd] = b""
+            self.open += 1
+
+    def poll(self, timeout):
+        out = []
+        if not self.open:
+            time.sleep(timeout)
+            return out
+        for key, _ in self.sel.select(timeout=timeout):
+            fd, i = key.fd, key.data
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self.sel.unregister(fd)
+                self.open -= 1
+                out.append((i, None))
+                continue
+            self.buf[fd] += chunk
+            *done, self.buf[fd] = self.buf[fd].split(b"\n")
+            out.extend((i, l.decode().strip()) for l in done)
+        return out
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -509,49 +542,51 @@ class Bench:
 
     # ---- libtorrent leechers -------------------------------------------------
     def run_lt_leechers(self, tpath, ldirs, seed_port, remaining):
-        a = self.args
-        sel = selectors.DefaultSelector()
         kids = []
         for i, d in enumerate(ldirs):
             p = subprocess.Popen([sys.executable, SCRIPT, "--_leecher", tpath, d,
                                   str(int(max(5, remaining())))],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=open(os.path.join(self.workdir, "leech%02d.log" % i), "w"),
-                                 text=True, bufsize=1, preexec_fn=_pdeathsig)
+                                 bufsize=0, preexec_fn=_pdeathsig)
             self.procs.append((p, "leecher%d" % i))
             kids.append(p)
-        ports = []
-        for i, p in enumerate(kids):
-            line = self._readline(p, remaining)
-            if not line.startswith("ready"):
-                raise RuntimeError("leecher %d failed to start: %r" % (i, line))
-            ports.append(int(line.split()[1]))
+        lines = ChildLines(kids)
+
+        def send(p, text):
+            try:
+                p.stdin.write((text + "\n").encode())
+                p.stdin.flush()
+            except OSError:
+                pass
+
+        ports = [None] * len(kids)
+        while None in ports:
+            if remaining() <= 0:
+                raise TimeoutError("leechers did not start")
+            for i, line in lines.poll(0.1):
+                if line is None:
+                    raise RuntimeError("leecher %d exited during start-up (see its log)" % i)
+                if line.startswith("ready"):
+                    ports[i] = int(line.split()[1])
         log("%d libtorrent leechers ready on ports %s" % (len(kids), ports))
         go = "go"
-        if self.tracker_url is None:
+        if self.tracker_url is None:   # tracker-less: everyone dials everyone
             go += " " + " ".join(str(x) for x in [seed_port] + ports)
         t_start = time.time()
         for p in kids:
-            p.stdin.write(go + "\n")
-            p.stdin.flush()
-        for i, p in enumerate(kids):
-            os.set_blocking(p.stdout.fileno(), True)
-            sel.register(p.stdout, selectors.EVENT_READ, i)
+            send(p, go)
         done_at = [None] * len(kids)
-        seed_up_at_done = None
+        stats = {}
         while None in done_at:
             if remaining() <= 0:
-                raise TimeoutError("timeout: %d/%d leechers done" % (sum(x is not None for x in done_at), len(kids)))
-            for key, _ in sel.select(timeout=0.05):
-                i = key.data
-                line = key.fileobj.readline()
-                if not line:
-                    sel.unregister(key.fileobj)
+                raise TimeoutError("timeout: %d/%d leechers done"
+                                   % (sum(x is not None for x in done_at), len(kids)))
+            for i, line in lines.poll(0.05):
+                if line is None:
                     if done_at[i] is None:
-                        raise RuntimeError("leecher %d exited early (see log)" % i)
-                    continue
-                line = line.strip()
-                if line.startswith("done"):
+                        raise RuntimeError("leecher %d exited early (see its log)" % i)
+                elif line.startswith("done"):
                     done_at[i] = float(line.split()[1])
                     log("leecher %d done after %.3fs" % (i, done_at[i] - t_start))
                 elif line.startswith("error"):
@@ -559,28 +594,18 @@ class Bench:
             drain_alerts(self.seeder)
         seed_up_at_done = self.seed_handle.status().total_payload_upload
         for p in kids:
+            send(p, "quit")
+        end = time.monotonic() + max(1, min(20, remaining()))
+        while lines.open and time.monotonic() < end:
+            for i, line in lines.poll(0.05):
+                if line and line.startswith("stats"):
+                    log("leecher %d %s" % (i, line))
+        for p in kids:
             try:
-                p.stdin.write("quit\n")
-                p.stdin.flush()
-            except Exception:
-                pass
-        for i, p in enumerate(kids):
-            try:
-                rest, _ = p.communicate(timeout=max(1, min(20, remaining())))
-                for line in rest.splitlines():
-                    if line.startswith("stats"):
-                        log("leecher %d %s" % (i, line))
+                p.wait(timeout=max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
         return t_start, done_at, seed_up_at_done
-
-    def _readline(self, p, remaining):
-        sel = selectors.DefaultSelector()
-        sel.register(p.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout=max(0.1, min(30, remaining()))):
-            raise TimeoutError("leecher did not answer")
-        sel.close()
-        return p.stdout.readline().strip()
 
     # ---- aria2c leechers -------------------------------------------------------
     def run_aria2_leechers(self, tpath, ldirs, seed_port, announce, remaining):
@@ -590,7 +615,7 @@ class Bench:
             raise RuntimeError("aria2c not installed; run setup.sh")
         if announce is None:
             raise RuntimeError("aria2c cannot be given peers directly; it needs the "
-                               "local tracker (opentracker) which is not installed")
+                               "local opentracker (missing, or --no-tracker given)")
         kids = []
         cmds = []
         used = {seed_port}

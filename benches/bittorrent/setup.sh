@@ -35,7 +35,8 @@ else
       installable+=("$p")
     elif [ "$p" = "opentracker" ]; then
       echo "setup.sh: WARNING: opentracker is not packaged here; bt_bench.py will fall" >&2
-      echo "          back to tracker-less direct peer connections (connect_peer / aria2c without tracker is not supported)." >&2
+      echo "          back to direct peer connections (connect_peer) for --client libtorrent;
+          --client aria2c needs the tracker and will not run." >&2
     else
       echo "setup.sh: ERROR: package $p not available" >&2
       exit 1

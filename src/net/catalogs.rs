@@ -11,6 +11,16 @@ use crate::catalog::SignedCatalog;
 use crate::catalog::ids::{ArtistKey, ContentId};
 use crate::node::{Event, Via};
 
+/// For this long after sending a chunk to one connected peer, a node declines to send the
+/// same chunk to another: the first recipient can pass it on. This keeps a seeder's upload near
+/// one copy when many fans fetch at once (BitTorrent calls it super-seeding). A lone fan, or a
+/// fan asking later, is always served.
+pub(super) const PASS_ON_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+/// Of the requests a node could decline, it serves one in this many anyway.
+const DECLINE_EVERY: u32 = 3;
+/// Most entries kept for [`PASS_ON_WINDOW`] decisions.
+const RECENTLY_SERVED_CAP: usize = 65_536;
+
 impl EventLoop {
     /// Answers a peer's request. Chunk reads (and their verification) run on the blocking pool.
     pub(super) fn serve(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
@@ -27,6 +37,22 @@ impl EventLoop {
                 found(store.availability(&id).map(|a| a.map(|bits| super::protocol::pack_bits(&bits))))
             }
             Request::Chunk(id) => {
+                let now = std::time::Instant::now();
+                if let Some((first, at)) = self.recently_served.get(&id) {
+                    let passable =
+                        *first != peer && now.duration_since(*at) < PASS_ON_WINDOW && self.is_connected(first);
+                    // Decline two of every three such requests from a peer, never all: the
+                    // duplicate upload drops to a third, and no requester depends on one source.
+                    let count = self.declines.entry(peer).or_default();
+                    *count += u32::from(passable);
+                    if passable && *count % DECLINE_EVERY != 0 {
+                        let _ = self.swarm.behaviour_mut().exchange.send_response(channel, Response::Declined);
+                        return;
+                    }
+                }
+                if self.recently_served.len() < RECENTLY_SERVED_CAP {
+                    self.recently_served.insert(id, (peer, now));
+                }
                 let (local, work) = (self.local.clone(), self.work_tx.clone());
                 tokio::task::spawn_blocking(move || {
                     // read_chunk verifies the hash: we never serve bytes we would not accept.

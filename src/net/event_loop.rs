@@ -103,6 +103,10 @@ pub(crate) struct EventLoop {
     served: (u64, u64),
     /// Per-node seed for rarest-first tie-breaking.
     pub(super) seed: u64,
+    /// Recently served chunks: to whom and when (super-seeding; bounded).
+    pub(super) recently_served: HashMap<ContentId, (PeerId, Instant)>,
+    /// Requests each peer could have been declined (super-seeding fairness counter).
+    pub(super) declines: HashMap<PeerId, u32>,
 }
 
 impl EventLoop {
@@ -144,6 +148,8 @@ impl EventLoop {
             last_announced: None,
             connected: HashMap::new(),
             served: (0, 0),
+            recently_served: HashMap::new(),
+            declines: HashMap::new(),
             seed: u64::from_le_bytes(blake3::hash(&local_peer_bytes).as_bytes()[..8].try_into().unwrap_or([0; 8])),
         })
     }
@@ -157,11 +163,12 @@ impl EventLoop {
         let _ = self.events.send(event);
     }
 
-    /// Runs until shutdown. Local commands first (`biased`), then finished work, then the network.
+    /// Runs until shutdown. Local commands first (`biased`), then finished work, the timer, and
+    /// the network.
     pub(crate) async fn run(mut self) {
         self.start();
         // Drives downloads: availability polls, provider lookups, stall checks.
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tokio::select! {
                 biased;
@@ -175,8 +182,9 @@ impl EventLoop {
                     None => break,
                 },
                 Some(work) = self.work_rx.recv() => self.handle_work(work),
-                event = self.swarm.select_next_some() => self.handle_event(event),
+                // Before swarm events: under load the swarm is always ready and would starve it.
                 _ = tick.tick() => self.on_tick(),
+                event = self.swarm.select_next_some() => self.handle_event(event),
             }
         }
     }
@@ -276,6 +284,7 @@ impl EventLoop {
     fn on_tick(&mut self) {
         let now = Instant::now();
         self.bans.retain(|_, until| *until > now);
+        self.recently_served.retain(|_, (_, at)| now.duration_since(*at) < super::catalogs::PASS_ON_WINDOW);
         let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
         for id in ids {
             self.drive(id);
@@ -305,6 +314,7 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.connected.remove(&peer_id);
+                self.declines.remove(&peer_id);
                 self.emit(Event::PeerDisconnected { peer: peer_id.to_string() });
                 self.on_peer_gone(peer_id);
             }
@@ -398,6 +408,11 @@ impl EventLoop {
             }
             Pending::CatalogList | Pending::Catalog { .. } => {}
         }
+    }
+
+    /// True if `peer` is connected.
+    pub(super) fn is_connected(&self, peer: &PeerId) -> bool {
+        self.connected.contains_key(peer)
     }
 
     /// Connected peers, for adding to downloads.

@@ -43,8 +43,9 @@ pub(super) struct Download {
     providers: HashSet<PeerId>,
 }
 
-/// How often a peer that holds part of the content is asked again what it has.
-const HAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often a peer that holds part of the content is asked again what it has. Short: at
+/// loopback speeds a stale bitfield makes fans fetch from the seeder what a fan already has.
+const HAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A caller waiting for a set of content ids.
 pub(super) struct Waiter {
@@ -225,6 +226,14 @@ impl EventLoop {
     pub(super) fn drive(&mut self, id: ContentId) {
         let now = Instant::now();
         let Some(d) = self.downloads.get_mut(&id) else { return };
+        tracing::trace!(
+            "drive {}: manifest {} candidates {:?} in flight {} sched {:?}",
+            id.short(),
+            d.manifest.is_some(),
+            d.candidates,
+            d.manifest_in_flight,
+            d.schedule.as_ref().map(|s| (s.done(), s.total()))
+        );
         let mut requests: Vec<(PeerId, Request, Pending)> = Vec::new();
         match (&d.manifest, &mut d.schedule) {
             (Some(m), Some(s)) => {
@@ -311,6 +320,7 @@ impl EventLoop {
                 self.ban(peer, "sent an oversized chunk".into());
             }
             Response::NotFound => s.failed(&peer, idx, true),
+            Response::Declined => s.declined(&peer, idx, Instant::now(), super::catalogs::PASS_ON_WINDOW),
             _ => s.failed(&peer, idx, false),
         }
         self.drive(id);

@@ -49,6 +49,8 @@ pub enum Response {
     NotFound,
     /// The peer refuses (busy, or the request was not acceptable).
     Refused,
+    /// The peer just sent this chunk to another connected peer; ask that one, or again later.
+    Declined,
 }
 
 impl Request {
@@ -149,6 +151,7 @@ impl libp2p::request_response::Codec for Codec {
             }
             2 => Response::NotFound,
             3 => Response::Refused,
+            4 => Response::Declined,
             s => return Err(invalid(format!("unknown response status {s}"))),
         })
     }
@@ -188,6 +191,7 @@ impl libp2p::request_response::Codec for Codec {
             }
             Response::NotFound => (2, Vec::new()),
             Response::Refused => (3, Vec::new()),
+            Response::Declined => (4, Vec::new()),
         };
         io.write_all(&[status]).await?;
         io.write_all(&(payload.len() as u32).to_le_bytes()).await?;

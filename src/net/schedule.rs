@@ -45,6 +45,8 @@ struct PeerState {
     banned_until: Option<Instant>,
     /// Which chunks the peer has; `None` until known.
     has: Option<Vec<bool>>,
+    /// Chunks the peer declined to send for now (it just sent them to someone else), until when.
+    declined: HashMap<usize, Instant>,
 }
 
 /// Scheduling state for one download.
@@ -126,7 +128,7 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
             let mut peers: Vec<(&P, &PeerState)> =
                 self.peers.iter().filter(|(_, s)| s.has.is_some() && Self::usable(s, now, window)).collect();
             peers.sort_by_key(|(_, s)| (s.in_flight, s.failures));
-            let pick = peers.iter().find_map(|(p, s)| self.best_chunk(s).map(|i| ((*p).clone(), i)));
+            let pick = peers.iter().find_map(|(p, s)| self.best_chunk(s, now).map(|i| ((*p).clone(), i)));
             let Some((peer, idx)) = pick else { break };
             if let Some(s) = self.peers.get_mut(&peer) {
                 s.in_flight += 1;
@@ -139,12 +141,24 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
     }
 
     /// The chunk to ask `state`'s peer for: one it has that we miss, by the schedule's order.
-    fn best_chunk(&self, state: &PeerState) -> Option<usize> {
+    ///
+    /// When bulk-fetching, a complete peer (a seeder) is not asked for a chunk that a usable
+    /// partial peer (a fellow downloader) already holds: the seeder serves what nobody else
+    /// has yet, and downloaders trade the rest, which keeps the seeder's upload near one copy.
+    fn best_chunk(&self, state: &PeerState, now: Instant) -> Option<usize> {
         let has = state.has.as_ref()?;
-        let candidates = self.missing.iter().copied().filter(|&i| has.get(i) == Some(&true));
+        let seeder = has.iter().all(|b| *b);
+        let partial_holds = |i: usize| {
+            self.peers.values().any(|s| {
+                s.has.as_ref().is_some_and(|h| h.get(i) == Some(&true) && h.iter().any(|b| !b))
+                    && Self::usable(s, now, usize::MAX)
+            })
+        };
+        let declined = |i: usize| state.declined.get(&i).is_some_and(|until| *until > now);
+        let candidates = self.missing.iter().copied().filter(|&i| has.get(i) == Some(&true) && !declined(i));
         match self.order {
             Order::InOrder => candidates.min(),
-            Order::RarestFirst { seed } => candidates.min_by_key(|&i| {
+            Order::RarestFirst { seed } => candidates.filter(|&i| !(seeder && partial_holds(i))).min_by_key(|&i| {
                 let holders =
                     self.peers.values().filter(|s| s.has.as_ref().is_some_and(|h| h.get(i) == Some(&true))).count();
                 (holders, rank(seed, i))
@@ -176,6 +190,18 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
         }
         if let Some(s) = self.peers.get_mut(peer) {
             s.banned_until = Some(now + self.ban_for);
+        }
+    }
+
+    /// `peer` declined to send chunk `idx` for now (it just sent it to another peer, which can
+    /// pass it on). Not a failure: the chunk is requeued and not asked of `peer` for `pause`.
+    pub fn declined(&mut self, peer: &P, idx: usize, now: Instant, pause: Duration) {
+        if self.settle(peer, idx) {
+            self.missing.insert(idx);
+        }
+        if let Some(s) = self.peers.get_mut(peer) {
+            s.declined.retain(|_, until| *until > now);
+            s.declined.insert(idx, now + pause);
         }
     }
 

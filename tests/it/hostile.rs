@@ -105,19 +105,28 @@ async fn a_peer_serving_corrupt_chunks_is_banned_and_the_download_completes() {
     let evil_id = evil_addr.rsplit('/').next().unwrap().to_string();
 
     let fan = spawn(dir.path(), "fan", false).await;
+    // The fan first knows only the liar (which syncs the catalog honestly), so the liar is
+    // certainly asked for chunks; the honest artist joins once the liar is banned.
     let mut events = fan.subscribe();
     within("dial evil", fan.dial(&evil_addr)).await.unwrap();
-    within("dial artist", fan.dial(&addr(&artist).await)).await.unwrap();
     event(&mut events, "catalog", |e| matches!(e, Event::CatalogUpdated { seq: 2, .. })).await;
-    let (r, files) = within("get", fan.get(&report.release_id.to_string(), &dir.path().join("out"))).await.unwrap();
-    for f in &files {
-        assert_eq!(std::fs::read(f).unwrap(), std::fs::read(src.join(f.file_name().unwrap())).unwrap());
-    }
-    let banned = event(&mut events, "ban", |e| matches!(e, Event::PeerBanned { .. })).await;
+    let mut getter = {
+        let (fan, id, out) = (fan.clone(), report.release_id.to_string(), dir.path().join("out"));
+        tokio::spawn(async move { fan.get(&id, &out).await })
+    };
+    let banned = tokio::select! {
+        e = event(&mut events, "ban", |e| matches!(e, Event::PeerBanned { .. })) => e,
+        r = &mut getter => panic!("the fetch ended before any ban: {:?}", r.map(|r| r.map(|x| x.0))),
+    };
     assert!(
         matches!(&banned, Event::PeerBanned { peer, reason } if *peer == evil_id && reason.contains("BLAKE3")),
         "{banned:?}"
     );
+    within("dial artist", fan.dial(&addr(&artist).await)).await.unwrap();
+    let (r, files) = within("get", getter).await.unwrap().unwrap();
+    for f in &files {
+        assert_eq!(std::fs::read(f).unwrap(), std::fs::read(src.join(f.file_name().unwrap())).unwrap());
+    }
     assert!(r.per_peer.iter().all(|(p, _)| *p != evil_id), "no chunk from the liar was kept: {:?}", r.per_peer);
     assert!(fan.local().verify(&|_| {}).unwrap().is_ok());
 }

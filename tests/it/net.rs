@@ -53,32 +53,36 @@ async fn a_node_that_joins_late_still_finds_the_release() {
 async fn two_fans_fetch_a_release_byte_identical_the_second_from_artist_and_fan() {
     let dir = tempfile::tempdir().unwrap();
     let artist = spawn(dir.path(), "Seeder", true).await;
-    let src = noise_album(&dir.path().join("album"), 6, 6.0);
+    let src = noise_album(&dir.path().join("album"), 6, 12.0);
     let report = within("publish", artist.publish(&src, options())).await.unwrap();
     let rid = report.release_id.to_string();
 
+    // fan1 knows the artist; fan2 knows the artist and fan1. They fetch at the same time.
     let fan1 = spawn(dir.path(), "fan1", false).await;
-    let mut e1 = fan1.subscribe();
-    within("dial", fan1.dial(&addr(&artist).await)).await.unwrap();
-    event(&mut e1, "catalog", |e| matches!(e, Event::CatalogUpdated { seq: 2, .. })).await;
-    let (r1, files) = within("fan1 get", fan1.get(&rid, &dir.path().join("out1"))).await.unwrap();
-    assert_eq!(r1.fetched_chunks, r1.total_chunks);
-    for f in &files {
-        assert_eq!(std::fs::read(f).unwrap(), std::fs::read(src.join(f.file_name().unwrap())).unwrap());
-    }
-
     let fan2 = spawn(dir.path(), "fan2", false).await;
-    let mut e2 = fan2.subscribe();
+    let (mut e1, mut e2) = (fan1.subscribe(), fan2.subscribe());
+    within("dial", fan1.dial(&addr(&artist).await)).await.unwrap();
     within("dial", fan2.dial(&addr(&artist).await)).await.unwrap();
     within("dial", fan2.dial(&addr(&fan1).await)).await.unwrap();
+    event(&mut e1, "catalog", |e| matches!(e, Event::CatalogUpdated { seq: 2, .. })).await;
     event(&mut e2, "catalog", |e| matches!(e, Event::CatalogUpdated { seq: 2, .. })).await;
-    let (r2, files) = within("fan2 get", fan2.get(&rid, &dir.path().join("out2"))).await.unwrap();
-    for f in &files {
+    let get = |fan: &busker::Node, out: &str| {
+        let (fan, rid, out) = (fan.clone(), rid.clone(), dir.path().join(out));
+        tokio::spawn(async move { fan.get(&rid, &out).await })
+    };
+    // fan1 starts first; fan2 joins in as soon as fan1 holds some chunks.
+    let g1 = get(&fan1, "out1");
+    event(&mut e1, "fan1 progress", |e| matches!(e, Event::FetchProgress { .. })).await;
+    let g2 = get(&fan2, "out2");
+    let (r1, files1) = within("fan1 get", g1).await.unwrap().unwrap();
+    let (r2, files2) = within("fan2 get", g2).await.unwrap().unwrap();
+    for f in files1.iter().chain(&files2) {
         assert_eq!(std::fs::read(f).unwrap(), std::fs::read(src.join(f.file_name().unwrap())).unwrap());
     }
+    assert_eq!(r1.total_chunks, r2.total_chunks);
     let from = |p: &str| r2.per_peer.iter().find(|(q, _)| q == p).map_or(0, |(_, n)| *n);
     assert!(from(artist.peer_id()) > 0 && from(fan1.peer_id()) > 0, "fan2 fetched from {:?}", r2.per_peer);
-    assert_eq!(from(artist.peer_id()) + from(fan1.peer_id()), r2.total_chunks);
+    assert_eq!(from(artist.peer_id()) + from(fan1.peer_id()), r2.fetched_chunks);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,11 @@ pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
 
 /// Spawns a node whose data directory is `dir/name`, creating it if needed.
 pub async fn spawn(dir: &Path, name: &str, artist: bool) -> Node {
+    // Logs go to the test's captured output (shown on failure); RUST_LOG selects them.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let home = Home::at(dir.join(name));
     let local = if home.is_initialised() {
         open_when_free(&home).await
