@@ -273,16 +273,21 @@ fn import_file(
     let manifest = Manifest::build(&data);
     timings.hash_us += phase.elapsed().as_micros() as u64;
     let phase = std::time::Instant::now();
-    let mut written = 0;
+    // Decide sequentially (dedup), write in parallel: creating files is partly kernel CPU.
+    let mut to_write = Vec::new();
     for (chunk, range) in manifest.chunk_plan() {
-        let len = range.end - range.start;
         if seen.insert(chunk) && !store.has_intact_chunk(&chunk)? {
-            store.write_chunk(&chunk, &data[range.start as usize..range.end as usize])?;
-            batch.chunks.push((chunk, ChunkEntry { len: len as u32, offset: range.start }));
-            written += len;
+            to_write.push((chunk, range));
         }
-        progress(PublishEvent::Stored(len));
     }
+    to_write.par_iter().try_for_each(|(chunk, r)| store.write_chunk(chunk, &data[r.start as usize..r.end as usize]))?;
+    let mut written = 0;
+    for (chunk, range) in to_write {
+        let len = range.end - range.start;
+        batch.chunks.push((chunk, ChunkEntry { len: len as u32, offset: range.start }));
+        written += len;
+    }
+    progress(PublishEvent::Stored(manifest.size));
     let id = manifest.id();
     if seen.insert(id) && store.manifest(&id)?.is_none() {
         batch.manifests.push((id, manifest.encode()));
