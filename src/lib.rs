@@ -10,6 +10,7 @@
 //!   publishing. Everything a peer or a disk hands us is verified here.
 //! * [`player`]: audio probing and decoding (symphonia).
 //! * [`net`]: the libp2p side; the only module that touches libp2p types.
+//! * [`ledger`]: signed, hash-chained play and tip entries and their verification (sans-IO).
 //! * [`identity`]: artist, fan and node keys; per-artist fan pseudonyms.
 //! * [`config`]: the data directory and `config.toml`.
 //! * [`node`]: the embeddable network node: a cloneable handle over one event loop.
@@ -51,6 +52,7 @@ pub mod daemon;
 pub mod demo;
 mod error;
 pub mod identity;
+pub mod ledger;
 pub mod local;
 pub mod net;
 pub mod node;
