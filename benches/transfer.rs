@@ -31,12 +31,7 @@ async fn node(root: &Path, name: &str, artist: bool) -> Node {
 }
 
 async fn addr(n: &Node) -> String {
-    loop {
-        if let Some(a) = n.listen_addrs().await.unwrap().into_iter().next() {
-            return a;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    n.wait_listening(Duration::from_secs(30)).await.unwrap()
 }
 
 async fn wait_catalog(n: &Node, seq: u64) {

@@ -38,12 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A fan node joins through the artist's address (a bootstrap peer).
     let (local, _) = Local::init(&Home::at(tmp.path().join("fan")), None)?;
-    let addr = loop {
-        if let Some(a) = artist.listen_addrs().await?.into_iter().next() {
-            break a;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let addr = artist.wait_listening(Duration::from_secs(10)).await?;
     let fan = Node::builder(local).listen("/ip4/127.0.0.1/tcp/0").mdns(false).bootstrap(addr).spawn().await?;
 
     // Domain events, not libp2p events: wait until the artist's catalog has arrived.

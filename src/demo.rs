@@ -239,15 +239,7 @@ async fn start(root: &Path, name: &str, artist: Option<&str>) -> Result<Node> {
 }
 
 async fn first_addr(node: &Node) -> Result<String> {
-    within("a listen address", async {
-        loop {
-            if let Some(a) = node.listen_addrs().await?.into_iter().next() {
-                return Ok(a);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await?
+    node.wait_listening(STEP_TIMEOUT).await
 }
 
 async fn gossip_mesh(node: &Node) -> Result<usize> {

@@ -225,6 +225,24 @@ impl Node {
         self.ask(|reply| Command::ListenAddrs { reply }).await
     }
 
+    /// The first listen address, waiting up to `timeout` for the node to start listening.
+    pub async fn wait_listening(&self, timeout: Duration) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(a) = self.listen_addrs().await?.into_iter().next() {
+                return Ok(a);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NetError::Listen {
+                    addr: "any".into(),
+                    reason: format!("not listening after {timeout:?}"),
+                }
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Connects to a peer and waits until the connection is up.
     pub async fn dial(&self, addr: &str) -> Result<()> {
         let addr = addr.parse().map_err(|e| NetError::BadAddress(format!("{addr}: {e}")))?;

@@ -45,15 +45,7 @@ pub async fn open_when_free(home: &Home) -> Local {
 
 /// The node's first listen address (waits until it listens).
 pub async fn addr(node: &Node) -> String {
-    within("a listen address", async {
-        loop {
-            if let Some(a) = node.listen_addrs().await.unwrap().into_iter().next() {
-                return a;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
+    node.wait_listening(WAIT).await.unwrap()
 }
 
 /// Waits for the first event matching `pred`.
