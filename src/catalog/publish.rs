@@ -144,7 +144,12 @@ struct Found {
     path: PathBuf,
     info: MediaInfo,
     size: u64,
+    /// The bytes read while checking, kept so they are not read twice (within a budget).
+    bytes: Option<Arc<Vec<u8>>>,
 }
+
+/// Most bytes of checked files kept in memory for hashing instead of being read again.
+const KEEP_CHECKED_BYTES: u64 = 1 << 30;
 
 /// Publishes the audio files in `dir` as a new release signed by `key`.
 pub fn publish(
@@ -165,10 +170,16 @@ pub fn publish(
     let mut timings = PublishTimings::default();
     let phase = std::time::Instant::now();
 
+    let keep = total <= KEEP_CHECKED_BYTES;
     let checked: Vec<Result<Found, BadFile>> = audio
         .par_iter()
         .map(|(path, size)| {
-            let r = check_file(path, *size).map(|info| Found { path: path.clone(), info, size: *size });
+            let r = check_file(path, *size, keep).map(|(info, bytes)| Found {
+                path: path.clone(),
+                info,
+                size: *size,
+                bytes,
+            });
             progress(PublishEvent::Checked(path.clone()));
             r
         })
@@ -192,14 +203,23 @@ pub fn publish(
     let mut seen = HashSet::new();
     let mut new_bytes = 0;
     let mut tracks = Vec::with_capacity(found.len());
-    for (i, f) in found.iter().enumerate() {
-        let (id, n) = import_file(store, &f.path, &mut batch, &mut seen, &mut timings, progress)?;
+    for (i, f) in found.iter_mut().enumerate() {
+        let kept = f.bytes.take(); // freed once this file is stored
+        let (id, n) = import_file(
+            store,
+            &f.path,
+            kept.as_deref().map(Vec::as_slice),
+            &mut batch,
+            &mut seen,
+            &mut timings,
+            progress,
+        )?;
         new_bytes += n;
         tracks.push(track_entry(f, id, i));
     }
     let cover = match cover {
         Some(path) => {
-            let (id, n) = import_file(store, &path, &mut batch, &mut seen, &mut timings, progress)?;
+            let (id, n) = import_file(store, &path, None, &mut batch, &mut seen, &mut timings, progress)?;
             new_bytes += n;
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             Some(Content { id, size, mime: image_mime(&path).to_string() })
@@ -249,28 +269,40 @@ pub fn publish(
     })
 }
 
-fn check_file(path: &Path, size: u64) -> Result<MediaInfo, BadFile> {
+/// What checking a file yields: its media info, and its bytes if they are to be kept.
+type Checked = (MediaInfo, Option<Arc<Vec<u8>>>);
+
+fn check_file(path: &Path, size: u64, keep: bool) -> Result<Checked, BadFile> {
     let bad = |reason: String| BadFile { path: path.to_path_buf(), reason };
     if size > MAX_FILE_BYTES {
         return Err(bad(format!("{size} bytes is over the {MAX_FILE_BYTES}-byte limit")));
     }
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let bytes = Arc::new(std::fs::read(path).map_err(|e| bad(e.to_string()))?);
     let ext = extension(path);
-    probe(SharedBytes(Arc::new(bytes)), ext.as_deref()).map_err(|e: MediaError| bad(e.to_string()))
+    let info = probe(SharedBytes(bytes.clone()), ext.as_deref()).map_err(|e: MediaError| bad(e.to_string()))?;
+    Ok((info, keep.then_some(bytes)))
 }
 
 /// Chunks, hashes and writes one file; returns its manifest id and the bytes newly written.
 fn import_file(
     store: &Store,
     path: &Path,
+    kept: Option<&[u8]>,
     batch: &mut Batch,
     seen: &mut HashSet<ContentId>,
     timings: &mut PublishTimings,
     progress: &(dyn Fn(PublishEvent) + Sync),
 ) -> Result<(ContentId, u64), PublishError> {
     let phase = std::time::Instant::now();
-    let data = std::fs::read(path).map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
-    let manifest = Manifest::build(&data);
+    let read;
+    let data: &[u8] = match kept {
+        Some(bytes) => bytes,
+        None => {
+            read = std::fs::read(path).map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
+            &read
+        }
+    };
+    let manifest = Manifest::build(data);
     timings.hash_us += phase.elapsed().as_micros() as u64;
     let phase = std::time::Instant::now();
     // Decide sequentially (dedup), write in parallel: creating files is partly kernel CPU.
