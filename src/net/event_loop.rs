@@ -44,6 +44,8 @@ pub(super) enum Work {
     Serve { channel: ResponseChannel<Response>, response: Response },
     /// A received chunk was checked (Ok(true): stored; Ok(false): wrong hash).
     ChunkChecked { id: ContentId, idx: usize, peer: PeerId, len: usize, result: Result<bool, StoreError> },
+    /// A completed fetch was pinned and flushed.
+    FetchFinished(super::fetch::Finished),
 }
 
 /// What an outbound request was for.
@@ -278,6 +280,7 @@ impl EventLoop {
                 }
             }
             Work::ChunkChecked { id, idx, peer, len, result } => self.on_chunk_checked(id, idx, peer, len, result),
+            Work::FetchFinished(done) => self.on_fetch_finished(done),
         }
     }
 

@@ -47,6 +47,16 @@ pub(super) struct Download {
 /// loopback speeds a stale bitfield makes fans fetch from the seeder what a fan already has.
 const HAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// A finished fetch on its way back from the blocking pool.
+pub(crate) struct Finished {
+    id: ContentId,
+    pin: bool,
+    fetched: usize,
+    fetched_bytes: u64,
+    total: usize,
+    per_peer: Vec<(String, usize)>,
+}
+
 /// A caller waiting for a set of content ids.
 pub(super) struct Waiter {
     ids: HashSet<ContentId>,
@@ -373,31 +383,47 @@ impl EventLoop {
         self.emit(Event::PeerBanned { peer: peer.to_string(), reason });
     }
 
+    /// Every chunk is stored: pin and flush on the blocking pool (an fsync must not stall the
+    /// loop), then [`Self::on_fetch_finished`] answers the callers.
     fn complete(&mut self, id: ContentId) {
         let Some(d) = self.downloads.remove(&id) else { return };
-        if let Err(e) = self.local.store.finish_fetch(&id, d.pin) {
-            tracing::warn!("finishing fetch of {id}: {e}");
-        }
         let _ = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&id.0));
-        let total = d.schedule.as_ref().map_or(0, |s| s.total());
-        self.emit(Event::FetchComplete { id, fetched: d.fetched, total });
-        if !d.pin {
-            if let Err(e) = self.local.store.enforce_cap(self.settings.storage_cap) {
-                tracing::warn!("enforcing the storage cap: {e}");
+        let done = Finished {
+            id,
+            pin: d.pin,
+            fetched: d.fetched,
+            fetched_bytes: d.fetched_bytes,
+            total: d.schedule.as_ref().map_or(0, |s| s.total()),
+            per_peer: d.per_peer.into_iter().map(|(p, n)| (p.to_string(), n)).collect(),
+        };
+        let (local, work, cap) = (self.local.clone(), self.work_tx.clone(), self.settings.storage_cap);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = local.store.finish_fetch(&done.id, done.pin) {
+                tracing::warn!("finishing fetch of {}: {e}", done.id);
             }
-        }
+            if !done.pin {
+                if let Err(e) = local.store.enforce_cap(cap) {
+                    tracing::warn!("enforcing the storage cap: {e}");
+                }
+            }
+            let _ = work.blocking_send(Work::FetchFinished(done));
+        });
+    }
+
+    /// A completed fetch is durable: tell subscribers and answer the callers waiting for it.
+    pub(super) fn on_fetch_finished(&mut self, done: Finished) {
+        self.emit(Event::FetchComplete { id: done.id, fetched: done.fetched, total: done.total });
         let mut i = 0;
         while i < self.waiters.len() {
             let w = &mut self.waiters[i];
-            if w.ids.remove(&id) {
-                w.report.fetched_chunks += d.fetched;
-                w.report.fetched_bytes += d.fetched_bytes;
-                w.report.total_chunks += total;
-                for (p, n) in &d.per_peer {
-                    let p = p.to_string();
-                    match w.report.per_peer.iter_mut().find(|(q, _)| *q == p) {
+            if w.ids.remove(&done.id) {
+                w.report.fetched_chunks += done.fetched;
+                w.report.fetched_bytes += done.fetched_bytes;
+                w.report.total_chunks += done.total;
+                for (p, n) in &done.per_peer {
+                    match w.report.per_peer.iter_mut().find(|(q, _)| q == p) {
                         Some((_, m)) => *m += n,
-                        None => w.report.per_peer.push((p, *n)),
+                        None => w.report.per_peer.push((p.clone(), *n)),
                     }
                 }
                 w.report.per_peer.sort_by_key(|p| std::cmp::Reverse(p.1));
