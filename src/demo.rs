@@ -86,8 +86,8 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     say(&format!("          bo      {}", bo.peer_id()));
 
     say("Step 2/8  Connect: ada dials the artist; bo dials the artist and ada. Wait for the gossip mesh.");
-    let artist_addr = first_addr(&artist).await?;
-    let ada_addr = first_addr(&ada).await?;
+    let artist_addr = artist.wait_listening(STEP_TIMEOUT).await?;
+    let ada_addr = ada.wait_listening(STEP_TIMEOUT).await?;
     within("ada dialling the artist", ada.dial(&artist_addr)).await??;
     within("bo dialling the artist", bo.dial(&artist_addr)).await??;
     within("bo dialling ada", bo.dial(&ada_addr)).await??;
@@ -236,10 +236,6 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> Resul
 async fn start(root: &Path, name: &str, artist: Option<&str>) -> Result<Node> {
     let (local, _) = Local::init(&Home::at(root.join(name)), artist)?;
     Node::builder(local).listen("/ip4/127.0.0.1/tcp/0").mdns(false).spawn().await
-}
-
-async fn first_addr(node: &Node) -> Result<String> {
-    node.wait_listening(STEP_TIMEOUT).await
 }
 
 async fn gossip_mesh(node: &Node) -> Result<usize> {

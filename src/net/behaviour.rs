@@ -106,11 +106,7 @@ pub(crate) fn build_swarm(keypair: Keypair, s: &SwarmSettings) -> Result<Swarm<B
             })
         })
         .map_err(boxed)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(settings_idle(s)))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(s.idle_timeout))
         .build();
     Ok(swarm)
-}
-
-fn settings_idle(s: &SwarmSettings) -> Duration {
-    s.idle_timeout
 }

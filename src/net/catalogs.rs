@@ -33,9 +33,11 @@ impl EventLoop {
             Request::Catalog(artist) => found(store.catalog_bytes(&artist)),
             Request::ListCatalogs => Response::Catalogs(store.catalog_list().unwrap_or_default()),
             Request::Manifest(id) => found(store.manifest_bytes(&id)),
-            Request::Have(id) => {
-                found(store.availability(&id).map(|a| a.map(|bits| super::protocol::pack_bits(&bits))))
-            }
+            // Polled often by fellow downloaders: answer from memory while we fetch it too.
+            Request::Have(id) => match self.downloads_availability(&id) {
+                Some(bits) => Response::Bytes(super::protocol::pack_bits(&bits)),
+                None => found(store.availability(&id).map(|a| a.map(|bits| super::protocol::pack_bits(&bits)))),
+            },
             Request::Chunk(id) => {
                 let now = std::time::Instant::now();
                 if let Some((first, at)) = self.recently_served.get(&id) {
@@ -201,14 +203,14 @@ impl EventLoop {
     pub(super) fn on_kad(&mut self, event: kad::Event) {
         match event {
             kad::Event::InboundRequest { request: kad::InboundRequest::PutRecord { record: Some(record), .. } } => {
-                let valid = artist_of_key(record.key.as_ref())
-                    .zip(Announcement::decode(&record.value).ok())
-                    .is_some_and(|(artist, a)| a.artist == artist);
-                let held = self.swarm.behaviour_mut().kad.store_mut_seq(&record.key);
-                let newer =
-                    Announcement::decode(&record.value).map(|a| held.is_none_or(|h| a.seq > h)).unwrap_or(false);
-                if valid && newer {
-                    let _ = kad::store::RecordStore::put(self.swarm.behaviour_mut().kad.store_mut(), record);
+                let Ok(a) = Announcement::decode(&record.value) else { return };
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                let held = kad::store::RecordStore::get(kad.store_mut(), &record.key)
+                    .and_then(|r| Announcement::decode(&r.value).ok())
+                    .map(|h| h.seq);
+                let valid = artist_of_key(record.key.as_ref()) == Some(a.artist);
+                if valid && held.is_none_or(|h| a.seq > h) {
+                    let _ = kad::store::RecordStore::put(kad.store_mut(), record);
                 }
             }
             kad::Event::InboundRequest { request: kad::InboundRequest::AddProvider { record: Some(record) } }
@@ -233,17 +235,5 @@ impl EventLoop {
             }
             _ => {}
         }
-    }
-}
-
-/// Reads the sequence number of a stored announcement record.
-trait StoreSeq {
-    fn store_mut_seq(&mut self, key: &kad::RecordKey) -> Option<u64>;
-}
-
-impl StoreSeq for kad::Behaviour<kad::store::MemoryStore> {
-    fn store_mut_seq(&mut self, key: &kad::RecordKey) -> Option<u64> {
-        let rec = kad::store::RecordStore::get(self.store_mut(), key)?;
-        Announcement::decode(&rec.value).ok().map(|a| a.seq)
     }
 }

@@ -181,6 +181,11 @@ impl EventLoop {
         self.drive(id);
     }
 
+    /// Which chunks of `id` are stored, if `id` is being fetched and its manifest is known.
+    pub(super) fn downloads_availability(&self, id: &ContentId) -> Option<Vec<bool>> {
+        self.downloads.get(id)?.schedule.as_ref().map(Schedule::stored)
+    }
+
     /// A peer's bitfield for `id` arrived (or it has none).
     pub(super) fn on_have(&mut self, peer: PeerId, id: ContentId, response: Response) {
         let Some(d) = self.downloads.get_mut(&id) else { return };

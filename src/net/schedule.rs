@@ -219,6 +219,11 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
         }
     }
 
+    /// Which chunks are stored: everything neither missing nor in flight.
+    pub fn stored(&self) -> Vec<bool> {
+        (0..self.total).map(|i| !self.missing.contains(&i) && !self.in_flight.contains_key(&i)).collect()
+    }
+
     /// Chunks stored so far.
     pub fn done(&self) -> usize {
         self.total - self.missing.len() - self.in_flight.len()
