@@ -24,6 +24,9 @@ pub enum Error {
     /// Audio.
     #[error(transparent)]
     Media(#[from] crate::player::MediaError),
+    /// Ledger, tips and settlement.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// Networking.
     #[error(transparent)]
     Net(#[from] crate::net::NetError),

@@ -149,6 +149,11 @@ impl Identity {
         self.node.to_bytes()
     }
 
+    /// The node key, which signs this node's ledger entries.
+    pub fn node_key(&self) -> SigningKey {
+        self.node.clone()
+    }
+
     /// The node public key.
     pub fn node_public(&self) -> [u8; 32] {
         self.node.verifying_key().to_bytes()

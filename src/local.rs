@@ -11,6 +11,7 @@ use crate::catalog::store::Item;
 use crate::catalog::{Catalog, ContentId, SignedCatalog, Store, VerifyReport};
 use crate::config::{Config, Home};
 use crate::identity::Identity;
+use crate::ledger::Ledger;
 use crate::{Error, Result};
 
 /// What `init` did.
@@ -37,6 +38,8 @@ pub struct Local {
     pub identity: Identity,
     /// Content and catalogs.
     pub store: Store,
+    /// Plays, tips and settlements.
+    pub ledger: Ledger,
 }
 
 impl Local {
@@ -56,7 +59,8 @@ impl Local {
             }
         }
         let report = InitReport { home: home.root().to_path_buf(), wrote_config, created_keys, created_catalog };
-        Ok((Self { home: home.clone(), config, identity, store }, report))
+        let ledger = Ledger::open(store.db(), identity.node_key())?;
+        Ok((Self { home: home.clone(), config, identity, store, ledger }, report))
     }
 
     /// Opens an initialised data directory.
@@ -71,7 +75,8 @@ impl Local {
         }
         let identity = Identity::load(&home.keys_dir())?;
         let store = Store::open(&home.store_dir())?;
-        Ok(Self { home: home.clone(), config, identity, store })
+        let ledger = Ledger::open(store.db(), identity.node_key())?;
+        Ok(Self { home: home.clone(), config, identity, store, ledger })
     }
 
     /// Publishes a folder as a release signed by this node's artist key.

@@ -33,6 +33,11 @@ impl From<blake3::Hash> for ContentId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ArtistKey(pub [u8; 32]);
 
+/// A fan's public key towards one artist: derived per artist from the fan's master key, so
+/// two artists cannot link one fan (see [`Identity::pseudonym_for`](crate::identity::Identity::pseudonym_for)).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pseudonym(pub [u8; 32]);
+
 /// Why a hex identifier could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("expected 64 hex digits, got {0:?}")]
@@ -98,6 +103,7 @@ macro_rules! hex_id {
 }
 hex_id!(ContentId);
 hex_id!(ArtistKey);
+hex_id!(Pseudonym);
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,7 @@ pub mod store;
 mod store_net;
 
 pub use chunk::Manifest;
-pub use ids::{ArtistKey, ContentId};
+pub use ids::{ArtistKey, ContentId, Pseudonym};
 pub use model::{Catalog, Licence, Release, Splits, Track, Uses};
 pub use signed::SignedCatalog;
 pub use store::{Store, StoreError, VerifyReport};

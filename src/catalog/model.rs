@@ -263,6 +263,12 @@ pub fn valid_date(s: &str) -> bool {
 }
 
 impl Catalog {
+    /// How a tip to this artist is split: by the newest release's splits, or all to the
+    /// artist before the first release. Fan and artist nodes both use this rule.
+    pub fn tip_splits(&self) -> Splits {
+        self.releases.last().map_or_else(|| Splits::sole(self.artist), |r| r.splits.clone())
+    }
+
     /// An empty catalog (no releases) for a new artist.
     pub fn new(artist: ArtistKey, name: &str) -> Self {
         let profile = Profile { name: name.to_string(), ..Profile::default() };

@@ -181,6 +181,11 @@ impl Store {
         })
     }
 
+    /// The database, for other modules' trees (the ledger lives beside the store).
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// True if chunk `id` is indexed.
     pub fn has_chunk(&self, id: &ContentId) -> Result<bool, StoreError> {
         Ok(self.chunk_index.contains_key(id.0)?)

@@ -3,7 +3,7 @@
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::ids::{ArtistKey, ContentId};
+use crate::catalog::ids::{ArtistKey, ContentId, Pseudonym};
 
 const DOMAIN: &[u8] = b"busker/ledger/v1\0";
 /// Seconds in an hour: play times are kept at this granularity.
@@ -23,7 +23,7 @@ pub struct Money {
 /// What an entry records.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
-    /// A track was played.
+    /// A track was played (long enough to count: 30 s or half the track).
     Play {
         /// The track.
         track: ContentId,
@@ -33,8 +33,8 @@ pub enum Body {
         ms: u64,
         /// Start of the hour the play happened in (unix seconds, a multiple of 3600).
         hour: u64,
-        /// The share link it came through, if any.
-        via: Option<ContentId>,
+        /// The pseudonym (towards this artist) of the fan who passed the track on, if any.
+        via: Option<Pseudonym>,
     },
     /// A tip was promised to an artist.
     Tip {
@@ -42,7 +42,42 @@ pub enum Body {
         artist: ArtistKey,
         /// How much.
         amount: Money,
+        /// Set when the tip is a budget allocation: the start of the budget period.
+        budget: Option<u64>,
     },
+    /// Settlement `n` with an artist was prepared: the cumulative tip state and the play
+    /// report since the last receipt, whose hash this is.
+    TipState {
+        /// The artist.
+        artist: ArtistKey,
+        /// Settlement number, from 1, per artist.
+        n: u64,
+        /// BLAKE3 of the signed settlement.
+        hash: [u8; 32],
+    },
+    /// The artist countersigned settlement `n`.
+    Receipt {
+        /// The artist.
+        artist: ArtistKey,
+        /// Settlement number.
+        n: u64,
+        /// BLAKE3 of the signed settlement.
+        hash: [u8; 32],
+        /// The artist's signature over the receipt.
+        sig: Vec<u8>,
+    },
+}
+
+impl Body {
+    /// The artist this entry concerns.
+    pub fn artist(&self) -> &ArtistKey {
+        match self {
+            Body::Play { artist, .. }
+            | Body::Tip { artist, .. }
+            | Body::TipState { artist, .. }
+            | Body::Receipt { artist, .. } => artist,
+        }
+    }
 }
 
 /// One signed, chained entry.
@@ -77,6 +112,34 @@ pub enum LedgerError {
     /// The bytes are not an entry.
     #[error("ledger entry {0}: malformed ({1})")]
     Malformed(u64, String),
+    /// Entries are missing at the end: the log's head records more than are stored.
+    #[error("ledger entry {have}: missing; the head records {head} entries (truncated)")]
+    Truncated {
+        /// Entries found.
+        have: u64,
+        /// Entries the head records.
+        head: u64,
+    },
+    /// The database failed.
+    #[error("ledger database: {0}")]
+    Db(String),
+    /// A settlement or receipt was rejected.
+    #[error(transparent)]
+    Settle(#[from] super::settle::SettleError),
+    /// A request that cannot be carried out (bad amount, unknown artist, …).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<sled::Error> for LedgerError {
+    fn from(e: sled::Error) -> Self {
+        Self::Db(e.to_string())
+    }
+}
+
+/// Whether `unit` is a currency or unit code: 1..=12 uppercase ASCII letters or digits.
+pub fn valid_unit(unit: &str) -> bool {
+    (1..=MAX_UNIT).contains(&unit.len()) && unit.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 fn message(seq: u64, prev: &[u8; 32], body: &Body) -> Vec<u8> {
@@ -89,7 +152,7 @@ fn message(seq: u64, prev: &[u8; 32], body: &Body) -> Vec<u8> {
 
 impl Body {
     /// A play at unix time `at`, recorded only to the hour.
-    pub fn play(track: ContentId, artist: ArtistKey, ms: u64, at: u64, via: Option<ContentId>) -> Self {
+    pub fn play(track: ContentId, artist: ArtistKey, ms: u64, at: u64, via: Option<Pseudonym>) -> Self {
         Body::Play { track, artist, ms, hour: at - at % HOUR, via }
     }
 
@@ -98,8 +161,12 @@ impl Body {
             Body::Play { hour, .. } if hour % HOUR != 0 => {
                 Err(LedgerError::Invalid(seq, "play time is finer than an hour".into()))
             }
-            Body::Tip { amount, .. } if amount.unit.is_empty() || amount.unit.len() > MAX_UNIT => {
-                Err(LedgerError::Invalid(seq, format!("unit code {:?} is not 1..={MAX_UNIT} bytes", amount.unit)))
+            Body::Tip { amount, .. } if !valid_unit(&amount.unit) => Err(LedgerError::Invalid(
+                seq,
+                format!("unit code {:?} is not 1..={MAX_UNIT} uppercase letters or digits", amount.unit),
+            )),
+            Body::Tip { budget: Some(p), .. } if p % HOUR != 0 => {
+                Err(LedgerError::Invalid(seq, "budget period start is finer than an hour".into()))
             }
             _ => Ok(()),
         }
@@ -135,37 +202,90 @@ impl Entry {
     }
 }
 
-/// Verifies a whole chain signed by `key`: sequence, chaining, rules, then every signature in
-/// one batch. Names the first bad entry.
-pub fn verify_chain(entries: &[Entry], key: &VerifyingKey) -> Result<(), LedgerError> {
-    let mut prev = [0u8; 32];
-    let mut messages = Vec::with_capacity(entries.len());
-    let mut signatures = Vec::with_capacity(entries.len());
-    for (i, e) in entries.iter().enumerate() {
-        let at = i as u64;
+/// Entries per signature batch: large enough for batch verification to pay, small enough to
+/// spread over every core.
+const BATCH: usize = 256;
+
+/// Checks a chain entry by entry (sequence, chaining, rules) as it streams past, and verifies
+/// signatures in parallel batches. Memory stays bounded by [`ChainVerifier::PENDING`].
+pub struct ChainVerifier {
+    key: VerifyingKey,
+    next: u64,
+    prev: [u8; 32],
+    pending: Vec<(u64, Vec<u8>, Signature)>,
+}
+
+impl ChainVerifier {
+    /// Signatures held before they are checked.
+    pub const PENDING: usize = 16 * BATCH;
+
+    /// A verifier for a chain signed by `key`, starting at entry 0.
+    pub fn new(key: VerifyingKey) -> Self {
+        Self { key, next: 0, prev: [0; 32], pending: Vec::with_capacity(Self::PENDING) }
+    }
+
+    /// Entries checked so far, and the hash of the last one.
+    pub fn position(&self) -> (u64, [u8; 32]) {
+        (self.next, self.prev)
+    }
+
+    /// Checks the next entry. On a structural fault, signatures still pending are checked
+    /// first, so the error names the first bad entry.
+    pub fn push(&mut self, e: &Entry) -> Result<(), LedgerError> {
+        let sig = match self.structure(e) {
+            Ok(sig) => sig,
+            Err(fault) => {
+                self.check_signatures()?;
+                return Err(fault);
+            }
+        };
+        self.pending.push((self.next, message(e.seq, &e.prev, &e.body), sig));
+        self.prev = e.hash();
+        self.next += 1;
+        if self.pending.len() >= Self::PENDING { self.check_signatures() } else { Ok(()) }
+    }
+
+    fn structure(&self, e: &Entry) -> Result<Signature, LedgerError> {
+        let at = self.next;
         if e.seq != at {
             return Err(LedgerError::Sequence(at));
         }
-        if e.prev != prev {
+        if e.prev != self.prev {
             return Err(LedgerError::Chain(at));
         }
         e.body.check(at)?;
-        messages.push(message(e.seq, &e.prev, &e.body));
-        signatures.push(e.signature()?);
-        prev = e.hash();
+        e.signature()
     }
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let keys = vec![*key; entries.len()];
-    if ed25519_dalek::verify_batch(&refs, &signatures, &keys).is_ok() {
-        return Ok(());
+
+    /// Verifies every signature pushed so far; names the first bad entry.
+    pub fn check_signatures(&mut self) -> Result<(), LedgerError> {
+        use rayon::prelude::*;
+        let key = self.key;
+        let bad = self
+            .pending
+            .par_chunks(BATCH)
+            .filter_map(|batch| {
+                let msgs: Vec<&[u8]> = batch.iter().map(|(_, m, _)| m.as_slice()).collect();
+                let sigs: Vec<Signature> = batch.iter().map(|(_, _, s)| *s).collect();
+                if ed25519_dalek::verify_batch(&msgs, &sigs, &vec![key; batch.len()]).is_ok() {
+                    return None;
+                }
+                batch.iter().find(|(_, m, s)| key.verify_strict(m, s).is_err()).map(|(at, _, _)| *at)
+            })
+            .min();
+        self.pending.clear();
+        bad.map_or(Ok(()), |at| Err(LedgerError::Signature(at)))
     }
-    // The batch failed: find the first bad signature.
-    for (e, (m, s)) in entries.iter().zip(messages.iter().zip(&signatures)) {
-        if key.verify_strict(m, s).is_err() {
-            return Err(LedgerError::Signature(e.seq));
-        }
+}
+
+/// Verifies a whole chain signed by `key`: sequence, chaining, rules, then every signature in
+/// batches. Names the first bad entry.
+pub fn verify_chain(entries: &[Entry], key: &VerifyingKey) -> Result<(), LedgerError> {
+    let mut v = ChainVerifier::new(*key);
+    for e in entries {
+        v.push(e)?;
     }
-    Err(LedgerError::Signature(0))
+    v.check_signatures()
 }
 
 #[cfg(test)]
@@ -177,7 +297,7 @@ mod tests {
         for i in 0..n {
             let prev = out.last().map_or([0; 32], Entry::hash);
             let body = if i % 3 == 2 {
-                Body::Tip { artist: ArtistKey([7; 32]), amount: Money { minor: 250, unit: "USD".into() } }
+                Body::Tip { artist: ArtistKey([7; 32]), amount: Money { minor: 250, unit: "USD".into() }, budget: None }
             } else {
                 Body::play(ContentId([i as u8; 32]), ArtistKey([7; 32]), 31_000, 1_763_700_000 + i * 60, None)
             };
@@ -204,7 +324,7 @@ mod tests {
         if let Body::Play { ms, .. } = &mut tampered[4].body {
             *ms = 999_999;
         }
-        assert_eq!(verify_chain(&tampered, &vk), Err(LedgerError::Chain(5)), "entry 5 no longer chains to 4");
+        assert_eq!(verify_chain(&tampered, &vk), Err(LedgerError::Signature(4)), "4 is bad, and 5 no longer chains");
         let mut resigned = tampered.clone();
         resigned.truncate(5);
         assert_eq!(verify_chain(&resigned, &vk), Err(LedgerError::Signature(4)));
@@ -225,7 +345,8 @@ mod tests {
         let exact =
             Body::Play { track: ContentId([1; 32]), artist: ArtistKey([2; 32]), ms: 1, hour: 1_763_700_123, via: None };
         assert!(matches!(Entry::sign(0, [0; 32], exact, &key), Err(LedgerError::Invalid(0, _))));
-        let float_like = Body::Tip { artist: ArtistKey([2; 32]), amount: Money { minor: 1, unit: String::new() } };
+        let float_like =
+            Body::Tip { artist: ArtistKey([2; 32]), amount: Money { minor: 1, unit: String::new() }, budget: None };
         assert!(Entry::sign(0, [0; 32], float_like, &key).is_err());
     }
 }
