@@ -57,6 +57,23 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The local control API.
     pub api: ApiConfig,
+    /// `[ledger]`.
+    pub ledger: LedgerConfig,
+}
+
+/// `[ledger]` settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Seconds between automatic settlement attempts while the node runs (0: only on
+    /// `busker settle`). Unsettled tips and plays are kept and retried across restarts.
+    pub settle_secs: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self { settle_secs: 600 }
+    }
 }
 
 /// `[network]` settings.
@@ -177,6 +194,11 @@ cap_bytes = 21474836480
 [api]
 # Control API for the CLI, loopback only. Clients need the token in <data dir>/api.token.
 listen = "127.0.0.1:4718"
+
+[ledger]
+# Seconds between automatic settlements with artists' nodes (0: only on `busker settle`).
+# Tips and plays not yet countersigned are kept and retried, across restarts too.
+settle_secs = 600
 "#;
 
 impl Config {

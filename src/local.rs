@@ -11,7 +11,7 @@ use crate::catalog::store::Item;
 use crate::catalog::{Catalog, ContentId, SignedCatalog, Store, VerifyReport};
 use crate::config::{Config, Home};
 use crate::identity::Identity;
-use crate::ledger::Ledger;
+use crate::ledger::{Entry, Ledger, Money};
 use crate::{Error, Result};
 
 /// What `init` did.
@@ -95,6 +95,40 @@ impl Local {
             Some(k) => Ok(self.store.catalog(&k)?),
             None => Ok(None),
         }
+    }
+
+    /// The catalog of an artist named by key (or unique key prefix of at least 4 hex digits)
+    /// or by name (case-insensitive, unique among the catalogs this node knows).
+    pub fn find_artist(&self, query: &str) -> Result<SignedCatalog> {
+        let q = query.trim();
+        let all = self.store.catalogs()?;
+        let lower = q.to_lowercase();
+        let by_key = |c: &&SignedCatalog| q.len() >= 4 && c.artist().to_string().starts_with(&lower);
+        let mut hits: Vec<&SignedCatalog> = all.iter().filter(by_key).collect();
+        if hits.is_empty() {
+            hits = all.iter().filter(|c| c.catalog().profile.name.to_lowercase() == lower).collect();
+        }
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(crate::ledger::LedgerError::Refused(format!(
+                "no known artist matches {q:?} (give a name or key from `busker search`)"
+            ))
+            .into()),
+            many => Err(crate::ledger::LedgerError::Refused(format!(
+                "{} artists match {q:?}; give more of the key",
+                many.len()
+            ))
+            .into()),
+        }
+    }
+
+    /// Promises a tip to an artist (see [`Local::find_artist`]); it is settled with the
+    /// artist's node at the next settlement. Returns the artist's catalog, whose profile
+    /// names the payment rail, and the ledger entry.
+    pub fn tip(&self, artist: &str, amount: Money) -> Result<(SignedCatalog, Entry)> {
+        let catalog = self.find_artist(artist)?;
+        let entry = self.ledger.tip(catalog.artist(), amount)?;
+        Ok((catalog, entry))
     }
 
     /// Writes the original files of a release or track (id or unique prefix) into `out_dir`,

@@ -28,6 +28,11 @@ use crate::net::event_loop::{Command, EventLoop, LoopSettings};
 use crate::net::{Announcement, FetchReport, NetError, PeerInfo, Status};
 use crate::{Error, Local, Result};
 
+/// Unix seconds now.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// Capacity of the command channel: callers wait (backpressure) beyond this.
 const COMMAND_QUEUE: usize = 64;
 /// Capacity of the event broadcast: slow subscribers miss events (and are told so).
@@ -104,6 +109,13 @@ pub enum Event {
         /// Chunks in all.
         total: usize,
     },
+    /// An artist's node countersigned a settlement.
+    Settled {
+        /// The artist.
+        artist: ArtistKey,
+        /// Settlement number.
+        n: u64,
+    },
     /// A peer sent bytes that failed verification and is banned for a while.
     PeerBanned {
         /// The peer.
@@ -120,6 +132,29 @@ pub struct NodeBuilder {
     listen: Vec<String>,
     bootstrap: Vec<String>,
     mdns: Option<bool>,
+    settle_every: Option<Duration>,
+}
+
+/// What one round of settlement did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SettleReport {
+    /// Settlements countersigned in this round: artist, number, cumulative tip totals.
+    pub settled: Vec<SettledItem>,
+    /// Artists not settled yet, and why (kept and retried later).
+    pub pending: Vec<(ArtistKey, String)>,
+}
+
+/// One countersigned settlement.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SettledItem {
+    /// The artist.
+    pub artist: ArtistKey,
+    /// Settlement number.
+    pub n: u64,
+    /// Cumulative tips per unit, as countersigned.
+    pub totals: Vec<crate::ledger::Money>,
+    /// Plays reported in this settlement.
+    pub plays: u64,
 }
 
 struct Inner {
@@ -169,6 +204,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Settle with artists' nodes this often (overrides `[ledger] settle_secs`; zero: never
+    /// automatically).
+    pub fn settle_every(mut self, every: Duration) -> Self {
+        self.settle_every = Some(every);
+        self
+    }
+
     /// Starts the event loop. Must be called within a tokio runtime.
     pub async fn spawn(self) -> Result<Node> {
         let net = &self.local.config.network;
@@ -188,15 +230,34 @@ impl NodeBuilder {
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let event_loop = EventLoop::new(local.clone(), settings, rx, events.clone())?;
         let peer_id = event_loop.peer_id();
+        let settle_every = self.settle_every.unwrap_or(Duration::from_secs(local.config.ledger.settle_secs));
         let task = tokio::spawn(event_loop.run());
-        Ok(Node { inner: Arc::new(Inner { commands: tx, events, local, peer_id, task }) })
+        let node = Node { inner: Arc::new(Inner { commands: tx, events, local, peer_id, task }) };
+        if !settle_every.is_zero() {
+            // Holds only a weak reference: the node still stops when its last handle drops.
+            let weak = Arc::downgrade(&node.inner);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + settle_every, settle_every);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    match (Node { inner }).settle().await {
+                        Ok(r) if !r.pending.is_empty() => tracing::info!("settlement: {} pending", r.pending.len()),
+                        Ok(_) => {}
+                        Err(Error::NodeStopped) => break,
+                        Err(e) => tracing::warn!("settlement round failed: {e}"),
+                    }
+                }
+            });
+        }
+        Ok(node)
     }
 }
 
 impl Node {
     /// A builder for a node over opened local state.
     pub fn builder(local: Local) -> NodeBuilder {
-        NodeBuilder { local, listen: Vec::new(), bootstrap: Vec::new(), mdns: None }
+        NodeBuilder { local, listen: Vec::new(), bootstrap: Vec::new(), mdns: None, settle_every: None }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
@@ -307,6 +368,50 @@ impl Node {
             // Not in any known catalog: a full content id can still be fetched by hash.
             Err(e) => id.parse::<ContentId>().map(|c| vec![c]).map_err(|_| e.into()),
         }
+    }
+
+    /// Settles with every artist this node owes a settlement: allocates finished budget
+    /// periods, prepares settlements (or resends those still awaiting a receipt), delivers
+    /// them to the artists' nodes, and stores the countersigned receipts. Artists that cannot
+    /// be reached are reported as pending and retried next time, across restarts too.
+    pub async fn settle(&self) -> Result<SettleReport> {
+        let local = self.inner.local.clone();
+        let prepared = tokio::task::spawn_blocking(move || local.ledger.prepare(&local.store, &local.identity, now()))
+            .await
+            .map_err(|_| Error::NodeStopped)??;
+        let mut report = SettleReport { pending: prepared.skipped, ..SettleReport::default() };
+        for doc in prepared.ready {
+            let artist = doc.terms.artist;
+            let answer = self.ask(|reply| Command::Settle { doc: doc.clone(), reply }).await?;
+            let local = self.inner.local.clone();
+            match answer {
+                Ok(receipt) => {
+                    tokio::task::spawn_blocking(move || local.ledger.accept_receipt(&receipt))
+                        .await
+                        .map_err(|_| Error::NodeStopped)??;
+                    let t = &doc.terms;
+                    let _ = self.inner.events.send(Event::Settled { artist, n: t.n });
+                    report.settled.push(SettledItem {
+                        artist,
+                        n: t.n,
+                        totals: t
+                            .tips
+                            .iter()
+                            .map(|x| crate::ledger::Money { minor: x.total, unit: x.unit.clone() })
+                            .collect(),
+                        plays: t.plays.iter().map(|p| u64::from(p.plays)).sum(),
+                    });
+                }
+                Err(NetError::SettleRejected { reason, rebuild: true, .. }) => {
+                    tokio::task::spawn_blocking(move || local.ledger.discard_pending(&artist))
+                        .await
+                        .map_err(|_| Error::NodeStopped)??;
+                    report.pending.push((artist, format!("{reason}; rebuilt at the next settlement")));
+                }
+                Err(e) => report.pending.push((artist, e.to_string())),
+            }
+        }
+        Ok(report)
     }
 
     /// Stops the event loop and waits for it to finish.

@@ -15,8 +15,8 @@ use crate::catalog::{ArtistKey, Licence, Splits};
 use crate::{Error, Node};
 
 #[derive(Clone)]
-struct AppState {
-    node: Node,
+pub(super) struct AppState {
+    pub(super) node: Node,
     token: String,
     shutdown: tokio::sync::mpsc::Sender<()>,
 }
@@ -76,13 +76,14 @@ struct CatalogQuery {
 }
 
 /// An error answer: JSON `{"error": "…"}` with a fitting status.
-struct ApiFailure(StatusCode, String);
+pub(super) struct ApiFailure(pub(super) StatusCode, pub(super) String);
 
 impl From<Error> for ApiFailure {
     fn from(e: Error) -> Self {
         use crate::catalog::StoreError;
         let status = match &e {
             Error::Store(StoreError::NotFound(_) | StoreError::Ambiguous(_)) => StatusCode::NOT_FOUND,
+            Error::Ledger(crate::ledger::LedgerError::Refused(_)) => StatusCode::BAD_REQUEST,
             Error::Publish(_)
             | Error::Catalog(_)
             | Error::Media(_)
@@ -99,7 +100,7 @@ impl IntoResponse for ApiFailure {
     }
 }
 
-type ApiResult<T> = Result<Json<T>, ApiFailure>;
+pub(super) type ApiResult<T> = Result<Json<T>, ApiFailure>;
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -127,6 +128,7 @@ pub fn router(node: Node, token: String, shutdown: tokio::sync::mpsc::Sender<()>
         .route("/v1/export", post(export))
         .route("/v1/verify", post(verify))
         .route("/v1/shutdown", post(shutdown_route))
+        .merge(super::ledger::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }

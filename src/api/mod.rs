@@ -6,10 +6,12 @@
 //! `<data dir>/api.addr` so clients find a daemon started on port 0.
 
 mod control;
+mod ledger;
 
 use std::path::{Path, PathBuf};
 
 pub use control::{ExportRequest, GetRequest, GetResponse, PublishRequest, router};
+pub use ledger::{BudgetRequest, BudgetView, LedgerView, TipRequest, TipResponse, artist_report, budget_view, page};
 
 /// Errors setting up the API.
 #[derive(Debug, thiserror::Error)]

@@ -101,6 +101,57 @@ macro_rules! hex_id {
         }
     };
 }
+/// Serde for `[u8; 32]` fields that are hashes: hex in JSON, raw bytes in postcard (the
+/// same encoding as a plain array). Use with `#[serde(with = "crate::catalog::ids::hex32")]`.
+pub mod hex32 {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Serialises.
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() { s.collect_str(&super::ContentId(*v)) } else { v.serialize(s) }
+    }
+
+    /// Deserialises.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            super::parse_hex32(&s).map_err(serde::de::Error::custom)
+        } else {
+            <[u8; 32]>::deserialize(d)
+        }
+    }
+}
+
+/// Serde for signatures (`Vec<u8>`): hex in JSON, length-prefixed bytes in postcard.
+pub mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Serialises.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(&v.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        } else {
+            v.to_vec().serialize(s)
+        }
+    }
+
+    /// Deserialises (at most 1 KiB in JSON).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            if s.len() > 2048 || s.len() % 2 != 0 || !s.is_ascii() {
+                return Err(serde::de::Error::custom("expected an even number of hex digits (≤ 2048)"));
+            }
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(serde::de::Error::custom))
+                .collect()
+        } else {
+            Vec::<u8>::deserialize(d)
+        }
+    }
+}
+
 hex_id!(ContentId);
 hex_id!(ArtistKey);
 hex_id!(Pseudonym);

@@ -2,6 +2,7 @@
 //! made directly on the data directory, or through the control API when a daemon runs
 //! (sled allows one process per database).
 
+mod ledger;
 mod options;
 mod remote;
 mod show;
@@ -131,6 +132,38 @@ pub enum Command {
     },
     /// Re-hash every stored chunk and check every manifest and catalog.
     Verify,
+    /// The play and tip ledger: show, verify, export, bench.
+    Ledger {
+        /// What to do.
+        #[command(subcommand)]
+        action: ledger::LedgerAction,
+    },
+    /// Promise a tip to an artist, e.g. `busker tip "Loopback Trio" 500 USD` (minor units).
+    Tip {
+        /// Artist name or key (prefix).
+        artist: String,
+        /// Whole minor units, e.g. 500 for 5.00.
+        amount: String,
+        /// Currency or unit code, e.g. USD, EUR, SAT.
+        unit: String,
+    },
+    /// A recurring budget split across artists by your plays.
+    Budget {
+        /// What to do.
+        #[command(subcommand)]
+        action: ledger::BudgetAction,
+    },
+    /// Settle tips and play reports with artists' nodes now.
+    Settle,
+    /// The artist's anonymous usage report (plays, listeners, passes, tips).
+    Report {
+        /// Print JSON.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV (plays per track per day).
+        #[arg(long)]
+        csv: bool,
+    },
     /// Run the guided tour: an artist and two fans on this machine.
     Demo {
         /// Keep the demo's data in this folder instead of a temporary one.
@@ -278,6 +311,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("store verification failed");
             }
         }
+        Command::Ledger { action } => ledger::ledger(&home, remote, action)?,
+        Command::Tip { artist, amount, unit } => {
+            ledger::tip(remote, &home, artist, ledger::minor_units(&amount, &unit)?)?
+        }
+        Command::Budget { action } => ledger::budget(remote, &home, action)?,
+        Command::Settle => ledger::settle(remote, &home, &runtime()?)?,
+        Command::Report { json, csv } => ledger::report(remote, &home, json, csv)?,
         Command::Demo { .. } => {}
     }
     Ok(())

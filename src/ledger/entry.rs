@@ -53,6 +53,7 @@ pub enum Body {
         /// Settlement number, from 1, per artist.
         n: u64,
         /// BLAKE3 of the signed settlement.
+        #[serde(with = "crate::catalog::ids::hex32")]
         hash: [u8; 32],
     },
     /// The artist countersigned settlement `n`.
@@ -62,8 +63,10 @@ pub enum Body {
         /// Settlement number.
         n: u64,
         /// BLAKE3 of the signed settlement.
+        #[serde(with = "crate::catalog::ids::hex32")]
         hash: [u8; 32],
         /// The artist's signature over the receipt.
+        #[serde(with = "crate::catalog::ids::hex_bytes")]
         sig: Vec<u8>,
     },
 }
@@ -86,10 +89,12 @@ pub struct Entry {
     /// Position in the log, from 0.
     pub seq: u64,
     /// Hash of the previous entry (zeros for the first).
+    #[serde(with = "crate::catalog::ids::hex32")]
     pub prev: [u8; 32],
     /// What happened.
     pub body: Body,
     /// Signature by the node key over domain, seq, prev and body.
+    #[serde(with = "crate::catalog::ids::hex_bytes")]
     pub sig: Vec<u8>,
 }
 

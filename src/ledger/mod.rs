@@ -14,6 +14,7 @@
 //! settlement only day numbers, and an artist only ever sees the fan's per-artist pseudonym.
 
 mod artist;
+pub mod bench;
 pub mod budget;
 pub mod entry;
 mod fan;

@@ -81,6 +81,7 @@ pub struct Settlement {
     /// What is settled.
     pub terms: Terms,
     /// Signature by `terms.fan`.
+    #[serde(with = "crate::catalog::ids::hex_bytes")]
     pub sig: Vec<u8>,
 }
 
@@ -94,8 +95,10 @@ pub struct Receipt {
     /// Settlement number.
     pub n: u64,
     /// BLAKE3 of the encoded settlement.
+    #[serde(with = "crate::catalog::ids::hex32")]
     pub settlement: [u8; 32],
     /// Signature by the artist key.
+    #[serde(with = "crate::catalog::ids::hex_bytes")]
     pub sig: Vec<u8>,
 }
 

@@ -10,6 +10,7 @@ use libp2p::{connection_limits, gossipsub, identify, kad, mdns, noise, ping, req
 
 use super::NetError;
 use super::protocol::{Codec, PROTOCOL};
+use super::settle::{PROTOCOL as SETTLE_PROTOCOL, SettleCodec};
 
 /// Kademlia protocol name: our own DHT, not the public IPFS one.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/busker/kad/1.0.0");
@@ -44,6 +45,8 @@ pub(crate) struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Catalogs, manifests and chunks.
     pub exchange: request_response::Behaviour<Codec>,
+    /// Settlements and receipts between fans' and artists' nodes.
+    pub settle: request_response::Behaviour<SettleCodec>,
 }
 
 fn boxed(e: impl std::fmt::Display) -> NetError {
@@ -102,6 +105,13 @@ pub(crate) fn build_swarm(keypair: Keypair, s: &SwarmSettings) -> Result<Swarm<B
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(30))
                         .with_max_concurrent_streams(512),
+                ),
+                settle: request_response::Behaviour::with_codec(
+                    SettleCodec,
+                    [(SETTLE_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30))
+                        .with_max_concurrent_streams(64),
                 ),
             })
         })

@@ -221,6 +221,13 @@ impl EventLoop {
             kad::Event::OutboundQueryProgressed {
                 id, result: kad::QueryResult::GetProviders(result), step, ..
             } => {
+                if self.settle_queries.contains_key(&id) {
+                    let providers = match result {
+                        Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => providers.into_iter().collect(),
+                        _ => Vec::new(),
+                    };
+                    return self.on_settle_providers(id, providers, step.last);
+                }
                 let Some(content) = self.provider_queries.get(&id).copied() else { return };
                 if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
                     let me = *self.swarm.local_peer_id();

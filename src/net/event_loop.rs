@@ -18,10 +18,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::behaviour::{Behaviour, BehaviourEvent, CATALOG_TOPIC, SwarmSettings, build_swarm};
 use super::fetch::{Download, Waiter};
 use super::protocol::{Request, Response};
+use super::settle::{SettleJob, SettleResponse};
 use super::{Announcement, FetchReport, NetError, PeerInfo, Status};
 use crate::Local;
 use crate::catalog::StoreError;
 use crate::catalog::ids::{ArtistKey, ContentId};
+use crate::ledger::{Receipt, Settlement};
 use crate::node::{Event, Via};
 
 /// Results of blocking work coming back to the loop. Bounded like every channel here.
@@ -35,6 +37,7 @@ pub(crate) enum Command {
     Status { reply: oneshot::Sender<Status> },
     Announce { announcement: Announcement, reply: oneshot::Sender<()> },
     Fetch { ids: Vec<ContentId>, pin: bool, reply: oneshot::Sender<Result<FetchReport, NetError>> },
+    Settle { doc: Settlement, reply: oneshot::Sender<Result<Receipt, NetError>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
 
@@ -46,6 +49,8 @@ pub(super) enum Work {
     ChunkChecked { id: ContentId, idx: usize, peer: PeerId, len: usize, result: Result<bool, StoreError> },
     /// A completed fetch was pinned and flushed.
     FetchFinished(super::fetch::Finished),
+    /// An incoming settlement was checked (and stored if accepted).
+    Settled { channel: ResponseChannel<SettleResponse>, response: SettleResponse },
 }
 
 /// What an outbound request was for.
@@ -109,6 +114,10 @@ pub(crate) struct EventLoop {
     pub(super) recently_served: HashMap<ContentId, (PeerId, Instant)>,
     /// Requests each peer could have been declined (super-seeding fairness counter).
     pub(super) declines: HashMap<PeerId, u32>,
+    /// Settlements on their way to artists' nodes, and their lookups and requests.
+    pub(super) settle_jobs: HashMap<ArtistKey, SettleJob>,
+    pub(super) settle_queries: HashMap<kad::QueryId, ArtistKey>,
+    pub(super) settle_requests: HashMap<OutboundRequestId, ArtistKey>,
 }
 
 impl EventLoop {
@@ -152,6 +161,9 @@ impl EventLoop {
             served: (0, 0),
             recently_served: HashMap::new(),
             declines: HashMap::new(),
+            settle_jobs: HashMap::new(),
+            settle_queries: HashMap::new(),
+            settle_requests: HashMap::new(),
             seed: u64::from_le_bytes(blake3::hash(&local_peer_bytes).as_bytes()[..8].try_into().unwrap_or([0; 8])),
         })
     }
@@ -206,6 +218,7 @@ impl EventLoop {
             }
         }
         self.provide_all();
+        self.provide_settlement();
         self.resume_downloads();
     }
 
@@ -259,6 +272,7 @@ impl EventLoop {
                 let _ = reply.send(());
             }
             Command::Fetch { ids, pin, reply } => self.start_fetch(ids, pin, reply),
+            Command::Settle { doc, reply } => self.start_settle(doc, reply),
             Command::Shutdown { .. } => {}
         }
     }
@@ -281,6 +295,7 @@ impl EventLoop {
             }
             Work::ChunkChecked { id, idx, peer, len, result } => self.on_chunk_checked(id, idx, peer, len, result),
             Work::FetchFinished(done) => self.on_fetch_finished(done),
+            Work::Settled { channel, response } => self.on_settled(channel, response),
         }
     }
 
@@ -351,6 +366,7 @@ impl EventLoop {
             }
             BehaviourEvent::Kad(ev) => self.on_kad(ev),
             BehaviourEvent::Exchange(ev) => self.on_exchange(ev),
+            BehaviourEvent::Settle(ev) => self.on_settle(ev),
             _ => {}
         }
     }

@@ -12,6 +12,7 @@ pub(crate) mod event_loop;
 mod fetch;
 pub mod protocol;
 pub mod schedule;
+pub mod settle;
 
 pub use announce::Announcement;
 
@@ -53,6 +54,27 @@ pub enum NetError {
         have: usize,
         /// Chunks in all.
         total: usize,
+    },
+    /// A settlement could not be started.
+    #[error("settlement: {0}")]
+    Settle(String),
+    /// No node holding the artist's key could be reached; the settlement is kept and retried.
+    #[error("artist {artist}'s node is not reachable ({reason}); the settlement will be retried")]
+    ArtistUnreachable {
+        /// The artist.
+        artist: crate::catalog::ids::ArtistKey,
+        /// The last failure.
+        reason: String,
+    },
+    /// The artist's node rejected the settlement.
+    #[error("artist {artist}'s node rejected the settlement: {reason}")]
+    SettleRejected {
+        /// The artist.
+        artist: crate::catalog::ids::ArtistKey,
+        /// Why.
+        reason: String,
+        /// The settlement should be rebuilt (the artist's splits changed).
+        rebuild: bool,
     },
     /// The local store failed during a network operation.
     #[error(transparent)]
