@@ -163,6 +163,8 @@ struct Inner {
     local: Arc<Local>,
     peer_id: String,
     task: tokio::task::JoinHandle<()>,
+    /// One settlement round at a time (the periodic one and `settle()` calls).
+    settling: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -232,7 +234,8 @@ impl NodeBuilder {
         let peer_id = event_loop.peer_id();
         let settle_every = self.settle_every.unwrap_or(Duration::from_secs(local.config.ledger.settle_secs));
         let task = tokio::spawn(event_loop.run());
-        let node = Node { inner: Arc::new(Inner { commands: tx, events, local, peer_id, task }) };
+        let settling = tokio::sync::Mutex::new(());
+        let node = Node { inner: Arc::new(Inner { commands: tx, events, local, peer_id, task, settling }) };
         if !settle_every.is_zero() {
             // Holds only a weak reference: the node still stops when its last handle drops.
             let weak = Arc::downgrade(&node.inner);
@@ -375,6 +378,7 @@ impl Node {
     /// them to the artists' nodes, and stores the countersigned receipts. Artists that cannot
     /// be reached are reported as pending and retried next time, across restarts too.
     pub async fn settle(&self) -> Result<SettleReport> {
+        let _one_round = self.inner.settling.lock().await;
         let local = self.inner.local.clone();
         let prepared = tokio::task::spawn_blocking(move || local.ledger.prepare(&local.store, &local.identity, now()))
             .await

@@ -6,6 +6,7 @@ mod common;
 mod crash;
 mod daemon;
 mod hostile;
+mod ledger;
 mod net;
 mod nodes;
 mod publish;
