@@ -5,15 +5,19 @@
 //! fixtures plus a freshly synthesised WAV); the signed announcement reaches the fans by
 //! gossip; a fan searches; both fans fetch at once, each from the artist and the other fan,
 //! and export byte-identical files; every store verifies; re-publishing adds nothing; and
-//! tampering is caught. Every claim it prints is checked, so the demo doubles as
-//! an end-to-end test.
+//! tampering is caught; the fans' plays and tips settle key to key with the artist's node,
+//! and the artist reads an anonymous usage report. Every claim it prints is checked, so the
+//! demo doubles as an end-to-end test.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::catalog::ids::Pseudonym;
+use crate::catalog::model::Split;
 use crate::catalog::publish::PublishOptions;
-use crate::catalog::{ContentId, Licence, SignedCatalog};
+use crate::catalog::{ArtistKey, ContentId, Licence, SignedCatalog, Splits};
 use crate::config::Home;
+use crate::ledger::Money;
 use crate::local::Local;
 use crate::node::{Event, Node, Via};
 use crate::{Error, Result};
@@ -76,7 +80,7 @@ pub fn write_album(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Runs the tour in `root` (which should be empty), narrating through `say`: an artist node
 /// and two fan nodes on 127.0.0.1, mDNS off, so no packet leaves the machine.
 pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
-    say("Step 1/8  Start three nodes on 127.0.0.1: an artist and two fans, each with its own keys and store.");
+    say("Step 1/10  Start three nodes on 127.0.0.1: an artist and two fans, each with its own keys and store.");
     let artist = start(root, "artist", Some(DEMO_ARTIST)).await?;
     let ada = start(root, "fan-ada", None).await?;
     let bo = start(root, "fan-bo", None).await?;
@@ -85,7 +89,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     say(&format!("          ada     {}", ada.peer_id()));
     say(&format!("          bo      {}", bo.peer_id()));
 
-    say("Step 2/8  Connect: ada dials the artist; bo dials the artist and ada. Wait for the gossip mesh.");
+    say("Step 2/10  Connect: ada dials the artist; bo dials the artist and ada. Wait for the gossip mesh.");
     let artist_addr = artist.wait_listening(STEP_TIMEOUT).await?;
     let ada_addr = ada.wait_listening(STEP_TIMEOUT).await?;
     within("ada dialling the artist", ada.dial(&artist_addr)).await??;
@@ -97,7 +101,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     }
 
     say(
-        "Step 3/8  The artist publishes an album of real audio: project-made FLAC, MP3, Ogg, AAC, ALAC and a synthesised WAV.",
+        "Step 3/10  The artist publishes an album of real audio: project-made FLAC, MP3, Ogg, AAC, ALAC and a synthesised WAV.",
     );
     let album = root.join("album");
     let files = write_album(&album)?;
@@ -106,7 +110,10 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
         title: Some("Localhost Sessions".into()),
         date: Some("2026-11-21".into()),
         licence: Licence::known("CC-BY-NC-4.0").ok_or(crate::catalog::CatalogError::BadField("licence".into()))?,
-        splits: None,
+        splits: Some(Splits {
+            recipients: vec![Split { key: artist_key, bps: 7_000 }, Split { key: bandmate(), bps: 3_000 }],
+            referral_bps: 500,
+        }),
         skip_bad: false,
     };
     let started = Instant::now();
@@ -132,7 +139,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     }
     check(report.release.tracks.len() == files.len(), "every file became a track")?;
 
-    say("Step 4/8  Discovery: the signed announcement reaches both fans by gossip; each verifies it and the catalog.");
+    say("Step 4/10  Discovery: the signed announcement reaches both fans by gossip; each verifies it and the catalog.");
     for (name, rx) in [("ada", &mut ada_events), ("bo", &mut bo_events)] {
         let via = within("the announcement", catalog_update(rx, report.seq)).await??;
         say(&format!("          {name} stored catalog v{} of {DEMO_ARTIST} (via {via:?})", report.seq));
@@ -144,7 +151,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     ));
     check(hits.len() == 1, "search finds the track")?;
 
-    say("Step 5/8  ada and bo fetch the release at the same time: every chunk verified, from every peer that has it.");
+    say("Step 5/10  ada and bo fetch the release at the same time: every chunk verified, from every peer that has it.");
     let rid = report.release_id.to_string();
     let fetch = |node: &Node, out: PathBuf| {
         let (node, rid) = (node.clone(), rid.clone());
@@ -171,12 +178,12 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
         "          (a node that just sent a chunk to one fan lets that fan pass it on: the artist uploads about one copy)",
     );
 
-    say("Step 6/8  Export: both fans' files are byte-identical to the artist's originals.");
+    say("Step 6/10  Export: both fans' files are byte-identical to the artist's originals.");
     let identical = same_files(&album, &ada_files)?;
     check(same_files(&album, &bo_files)? == files.len() && identical == files.len(), "fans' files are byte-identical")?;
     say(&format!("          ada {identical} files, bo {} files: all byte-identical", bo_files.len()));
 
-    say("Step 7/8  Verify every store, and publish the same files again: identical content is stored once.");
+    say("Step 7/10  Verify every store, and publish the same files again: identical content is stored once.");
     for (name, node) in [("artist", &artist), ("ada", &ada), ("bo", &bo)] {
         let v = node.local().verify(&|_| {})?;
         say(&format!(
@@ -193,7 +200,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     ));
     check(again.new_chunks == 0 && again.already_published, "re-publishing adds no data")?;
 
-    say("Step 8/8  Tamper: flip one byte of the signed catalog, then one byte of a chunk in bo's store.");
+    say("Step 8/10  Tamper: flip one byte of the signed catalog, then one byte of a chunk in bo's store.");
     let signed = artist.local().own_catalog()?.ok_or(crate::catalog::StoreError::NotFound("own catalog".into()))?;
     let mut forged = signed.bytes().to_vec();
     let last = forged.len() - 1;
@@ -212,6 +219,8 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     say(&format!("          bo's verify reports corrupt chunk(s): {}", names.join(", ")));
     check(v.corrupt == vec![chunk], "verify names the damaged chunk")?;
 
+    listen_tip_and_settle(&artist, &ada, &bo, &report.release, say).await?;
+
     for node in [&artist, &ada, &bo] {
         node.shutdown().await;
     }
@@ -222,6 +231,80 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
         identical,
         root: root.to_path_buf(),
     })
+}
+
+/// The demo's second split recipient.
+fn bandmate() -> ArtistKey {
+    let key = ed25519_dalek::SigningKey::from_bytes(blake3::hash(b"busker demo bandmate").as_bytes());
+    ArtistKey(key.verifying_key().to_bytes())
+}
+
+async fn listen_tip_and_settle(
+    artist: &Node,
+    ada: &Node,
+    bo: &Node,
+    release: &crate::catalog::Release,
+    say: &mut dyn FnMut(&str),
+) -> Result<()> {
+    say("Step 9/10  Plays and tips go into each fan's signed ledger, then settle key to key with the artist's node.");
+    say("          (the player, next on the roadmap, records plays as it plays; here the demo records them)");
+    let key = artist.local().identity.artist_key().ok_or(crate::identity::IdentityError::NoArtistKey)?;
+    let now = crate::node::now();
+    let bo_towards_artist = Pseudonym(bo.local().identity.pseudonym_for(&key).verifying_key().to_bytes());
+    let tracks: Vec<ContentId> = release.tracks.iter().map(|t| t.id).collect();
+    for (i, t) in tracks.iter().take(3).enumerate() {
+        // bo passed the second track on to ada: the play credits bo's pseudonym.
+        let via = (i == 1).then_some(bo_towards_artist);
+        ada.local().ledger.record_play(*t, key, 40_000, now, via)?;
+    }
+    bo.local().ledger.record_play(tracks[0], key, 35_000, now, None)?;
+    let (_, tip) = ada.local().tip(DEMO_ARTIST, Money { minor: 300, unit: "USD".into() })?;
+    bo.local().tip(DEMO_ARTIST, Money { minor: 150, unit: "USD".into() })?;
+    say(&format!("          ada: 3 plays and a tip of 300 USD (entry {}); bo: 1 play and 150 USD", tip.seq));
+    for (name, fan) in [("ada", ada), ("bo", bo)] {
+        let r = within("settlement", fan.settle()).await??;
+        check(r.settled.len() == 1 && r.pending.is_empty(), "the artist's node countersigned the settlement")?;
+        let s = fan.local().ledger.settled(&key)?.ok_or(crate::ledger::LedgerError::Refused("no receipt".into()))?;
+        say(&format!(
+            "          {name:<4} settlement {} countersigned as pseudonym {}… (master key stays home)",
+            s.receipt.n,
+            &s.doc.terms.fan.to_string()[..12]
+        ));
+        check(s.doc.terms.fan.0 != fan.local().identity.fan_public(), "the artist sees a pseudonym")?;
+        check(fan.local().ledger.verify()? >= 4, "the fan's ledger verifies")?;
+    }
+
+    say("Step 10/10 The artist's anonymous report: why tracks were played, never who played them.");
+    let r = artist.local().ledger.report(Some(release_catalog(artist)?.catalog()))?;
+    for row in &r.plays {
+        say(&format!(
+            "          {}  {:<14} {} play(s), {} listener(s)",
+            row.date,
+            row.title.clone().unwrap_or_default(),
+            row.plays,
+            row.listeners
+        ));
+    }
+    let usd = r.tips.iter().find(|u| u.unit == "USD");
+    let total = usd.map_or(0, |u| u.total);
+    let owed: Vec<String> = usd
+        .map(|u| u.recipients.iter().map(|(k, v)| format!("{v} to {}…", &k.to_string()[..8])).collect())
+        .unwrap_or_default();
+    let referral: u64 = usd.map_or(0, |u| u.referral.iter().map(|(_, v)| v).sum());
+    say(&format!(
+        "          {} listeners, {} pass credited to bo; tips {total} USD: {}, {referral} referral to bo",
+        r.listeners,
+        r.passes.len(),
+        owed.join(", ")
+    ));
+    check(r.listeners == 2 && r.receipts == 2 && total == 450, "the report adds up")?;
+    check(r.plays.iter().map(|p| p.plays).sum::<u64>() == 4, "every play is counted once")?;
+    check(r.passes == vec![(bo_towards_artist, 1)], "the pass is credited to bo's pseudonym")?;
+    Ok(())
+}
+
+fn release_catalog(node: &Node) -> Result<SignedCatalog> {
+    node.local().own_catalog()?.ok_or(crate::catalog::StoreError::NotFound("own catalog".into()).into())
 }
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);

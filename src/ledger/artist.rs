@@ -70,6 +70,9 @@ pub struct Report {
     pub receipts: u64,
 }
 
+/// Per unit: total, owed per recipient, owed per sharer.
+type UnitSums = (u64, BTreeMap<ArtistKey, u64>, BTreeMap<Pseudonym, u64>);
+
 fn history_key(fan: &Pseudonym, n: u64) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..32].copy_from_slice(&fan.0);
@@ -155,7 +158,7 @@ impl Ledger {
         }
         let mut listeners = BTreeSet::new();
         let mut passes: BTreeMap<Pseudonym, u64> = BTreeMap::new();
-        let mut units: BTreeMap<String, (u64, BTreeMap<ArtistKey, u64>, BTreeMap<Pseudonym, u64>)> = BTreeMap::new();
+        let mut units: BTreeMap<String, UnitSums> = BTreeMap::new();
         for item in self.incoming.iter() {
             let Accepted { doc, .. } = decode(&item?.1)?;
             listeners.insert(doc.terms.fan);

@@ -99,6 +99,9 @@ impl Period {
     }
 }
 
+/// Amounts per artist.
+pub type Allocation = Vec<(ArtistKey, u64)>;
+
 /// A recurring budget.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
@@ -148,7 +151,7 @@ impl Budget {
     }
 
     /// How the current period's budget would be split if it ended now.
-    pub fn preview(ledger: &Ledger, now: u64) -> Result<Option<(Budget, Vec<(ArtistKey, u64)>)>, LedgerError> {
+    pub fn preview(ledger: &Ledger, now: u64) -> Result<Option<(Budget, Allocation)>, LedgerError> {
         let Some(b) = Self::get(ledger)? else { return Ok(None) };
         let start = b.per.start(now);
         let split = allocate_budget(b.amount.minor, &Self::plays(ledger, start, b.per.end(start))?);

@@ -24,7 +24,7 @@ pub mod split;
 
 pub use artist::{Report, ReportRow, UnitReport};
 pub use budget::{Budget, Period};
-pub use entry::{Body, ChainVerifier, Entry, LedgerError, Money, verify_chain};
+pub use entry::{Body, ChainVerifier, Entry, HOUR as HOUR_SECS, LedgerError, Money, verify_chain};
 pub use fan::{Prepared, Settled};
 pub use log::Ledger;
 pub use settle::{Receipt, SettleError, Settlement};
