@@ -85,11 +85,12 @@ fn short(s: impl ToString) -> String {
 fn describe(body: &Body) -> String {
     match body {
         Body::Play { track, artist, ms, hour, via } => format!(
-            "play   track {} by {} for {:.1} s in hour {}{}",
+            "play   track {} by {} for {:.1} s, {} {:02}h UTC{}",
             track.short(),
             short(artist),
             *ms as f64 / 1000.0,
-            hour,
+            busker::ledger::budget::date_of_day((hour / 86_400) as u32),
+            hour % 86_400 / 3_600,
             via.map(|v| format!(" via {}", short(v))).unwrap_or_default()
         ),
         Body::Tip { artist, amount, budget } => format!(
@@ -222,9 +223,9 @@ pub fn budget(remote: Option<Remote>, home: &Home, action: BudgetAction) -> anyh
         None => println!("no budget set (busker budget set 500 USD --per month)"),
         Some(b) => {
             println!(
-                "budget: {} per {:?}, split by your plays; allocated as tips when each period ends",
+                "budget: {} per {}, split by your plays; allocated as tips when each period ends",
                 fmt_money(&b.amount),
-                b.per
+                format!("{:?}", b.per).to_lowercase()
             );
             if view.current.is_empty() {
                 println!("no plays yet this period");

@@ -369,3 +369,44 @@ fn kill_9_during_appends_loses_no_acknowledged_entry() {
     }
     assert!(killed_mid_way >= 15, "only {killed_mid_way} of 20 runs were killed mid-way");
 }
+
+#[test]
+fn ledger_commands_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (artist_home, fan_home) = (dir.path().join("artist"), dir.path().join("fan"));
+    {
+        let (artist, _) = busker::Local::init(&Home::at(&artist_home), Some("Solo Artist")).unwrap();
+        let (fan, _) = busker::Local::init(&Home::at(&fan_home), None).unwrap();
+        fan.store.put_catalog(artist.own_catalog().unwrap().unwrap()).unwrap();
+    }
+    let run = |home: &Path, args: &[&str]| {
+        let out = crate::common::busker(home, args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, _, err) = run(&fan_home, &["tip", "solo artist", "2.50", "EUR"]);
+    assert!(!ok && err.contains("whole minor units"), "{err}");
+    let (ok, _, err) = run(&fan_home, &["tip", "nobody", "250", "EUR"]);
+    assert!(!ok && err.contains("no known artist"), "{err}");
+    let (ok, out, err) = run(&fan_home, &["tip", "solo artist", "250", "eur"]);
+    assert!(ok && out.contains("tip of 250 EUR to Solo Artist"), "{out}{err}");
+    let (ok, out, _) = run(&fan_home, &["ledger", "show"]);
+    assert!(ok && out.contains("tip    250 EUR"), "{out}");
+    let (ok, out, _) = run(&fan_home, &["ledger", "verify"]);
+    assert!(ok && out.contains("ledger OK: 1 entries"), "{out}");
+    let (ok, out, _) = run(&fan_home, &["ledger", "export", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && v["entries"][0]["body"]["Tip"]["amount"]["minor"] == 250);
+    let (ok, out, err) = run(&fan_home, &["budget", "set", "1000", "USD", "--per", "week"]);
+    assert!(ok && out.contains("1000 USD per week"), "{out}{err}");
+    let (ok, _, err) = run(&fan_home, &["budget", "set", "10", "USD", "--per", "fortnight"]);
+    assert!(!ok && err.contains("day, week or month"), "{err}");
+    let (ok, _, err) = run(&fan_home, &["report"]);
+    assert!(!ok && err.contains("no artist key"), "{err}");
+    let (ok, out, _) = run(&artist_home, &["report", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && report["receipts"] == 0);
+}
