@@ -201,7 +201,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     check(again.new_chunks == 0 && again.already_published, "re-publishing adds no data")?;
 
     say("Step 8/10  Tamper: flip one byte of the signed catalog, then one byte of a chunk in bo's store.");
-    let signed = artist.local().own_catalog()?.ok_or(crate::catalog::StoreError::NotFound("own catalog".into()))?;
+    let signed = own_catalog(&artist)?;
     let mut forged = signed.bytes().to_vec();
     let last = forged.len() - 1;
     forged[last] ^= 0x01;
@@ -249,7 +249,7 @@ async fn listen_tip_and_settle(
     say("Step 9/10  Plays and tips go into each fan's signed ledger, then settle key to key with the artist's node.");
     say("          (the player, next on the roadmap, records plays as it plays; here the demo records them)");
     let key = artist.local().identity.artist_key().ok_or(crate::identity::IdentityError::NoArtistKey)?;
-    let now = crate::node::now();
+    let now = crate::time::unix_now();
     let bo_towards_artist = Pseudonym(bo.local().identity.pseudonym_for(&key).verifying_key().to_bytes());
     let tracks: Vec<ContentId> = release.tracks.iter().map(|t| t.id).collect();
     for (i, t) in tracks.iter().take(3).enumerate() {
@@ -275,7 +275,7 @@ async fn listen_tip_and_settle(
     }
 
     say("Step 10/10 The artist's anonymous report: why tracks were played, never who played them.");
-    let r = artist.local().ledger.report(Some(release_catalog(artist)?.catalog()))?;
+    let r = artist.local().ledger.report(Some(own_catalog(artist)?.catalog()))?;
     for row in &r.plays {
         say(&format!(
             "          {}  {:<14} {} play(s), {} listener(s)",
@@ -303,7 +303,7 @@ async fn listen_tip_and_settle(
     Ok(())
 }
 
-fn release_catalog(node: &Node) -> Result<SignedCatalog> {
+fn own_catalog(node: &Node) -> Result<SignedCatalog> {
     node.local().own_catalog()?.ok_or(crate::catalog::StoreError::NotFound("own catalog".into()).into())
 }
 

@@ -58,6 +58,7 @@ pub mod net;
 pub mod node;
 pub mod player;
 pub mod synth;
+pub mod time;
 
 pub use config::{Config, Home};
 pub use error::{Error, Result};

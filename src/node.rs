@@ -28,11 +28,6 @@ use crate::net::event_loop::{Command, EventLoop, LoopSettings};
 use crate::net::{Announcement, FetchReport, NetError, PeerInfo, Status};
 use crate::{Error, Local, Result};
 
-/// Unix seconds now.
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Capacity of the command channel: callers wait (backpressure) beyond this.
 const COMMAND_QUEUE: usize = 64;
 /// Capacity of the event broadcast: slow subscribers miss events (and are told so).
@@ -380,9 +375,11 @@ impl Node {
     pub async fn settle(&self) -> Result<SettleReport> {
         let _one_round = self.inner.settling.lock().await;
         let local = self.inner.local.clone();
-        let prepared = tokio::task::spawn_blocking(move || local.ledger.prepare(&local.store, &local.identity, now()))
-            .await
-            .map_err(|_| Error::NodeStopped)??;
+        let prepared = tokio::task::spawn_blocking(move || {
+            local.ledger.prepare(&local.store, &local.identity, crate::time::unix_now())
+        })
+        .await
+        .map_err(|_| Error::NodeStopped)??;
         let mut report = SettleReport { pending: prepared.skipped, ..SettleReport::default() };
         for doc in prepared.ready {
             let artist = doc.terms.artist;

@@ -133,6 +133,18 @@ pub fn router(node: Node, token: String, shutdown: tokio::sync::mpsc::Sender<()>
         .with_state(state)
 }
 
+/// Runs `f` on the blocking pool with the node's local state (disk work off the runtime).
+pub(super) async fn blocking<T: Send + 'static>(
+    node: &Node,
+    f: impl FnOnce(&crate::Local) -> crate::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let node = node.clone();
+    let out = tokio::task::spawn_blocking(move || f(node.local()))
+        .await
+        .map_err(|_| ApiFailure(StatusCode::INTERNAL_SERVER_ERROR, "blocking task failed".into()))??;
+    Ok(Json(out))
+}
+
 async fn status(State(s): State<AppState>) -> ApiResult<crate::net::Status> {
     Ok(Json(s.node.status().await?))
 }
@@ -182,19 +194,11 @@ async fn fetch(State(s): State<AppState>, Json(r): Json<GetRequest>) -> ApiResul
 }
 
 async fn export(State(s): State<AppState>, Json(r): Json<ExportRequest>) -> ApiResult<Vec<PathBuf>> {
-    let node = s.node.clone();
-    let files = tokio::task::spawn_blocking(move || node.local().export(&r.id, &r.out_dir))
-        .await
-        .map_err(|_| ApiFailure(StatusCode::INTERNAL_SERVER_ERROR, "export task failed".into()))??;
-    Ok(Json(files))
+    blocking(&s.node, move |l| l.export(&r.id, &r.out_dir)).await
 }
 
 async fn verify(State(s): State<AppState>) -> ApiResult<crate::catalog::VerifyReport> {
-    let node = s.node.clone();
-    let r = tokio::task::spawn_blocking(move || node.local().verify(&|_| {}))
-        .await
-        .map_err(|_| ApiFailure(StatusCode::INTERNAL_SERVER_ERROR, "verify task failed".into()))??;
-    Ok(Json(r))
+    blocking(&s.node, |l| l.verify(&|_| {})).await
 }
 
 async fn shutdown_route(State(s): State<AppState>) -> impl IntoResponse {

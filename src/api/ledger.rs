@@ -1,19 +1,18 @@
 //! Ledger routes: entries, verification, tips, the budget, settlement and the artist report.
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::control::{ApiFailure, ApiResult, AppState};
+use super::control::{ApiResult, AppState, blocking};
+use crate::Error;
 use crate::catalog::ArtistKey;
 use crate::ledger::{Budget, Entry, Money, Period, Report};
 use crate::node::SettleReport;
-use crate::{Error, Node};
 
 /// Most entries one `GET /v1/ledger` returns.
-const MAX_PAGE: u64 = 10_000;
+pub const MAX_PAGE: u64 = 10_000;
 
 /// `POST /v1/tip`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -76,21 +75,10 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/ledger", get(show))
         .route("/v1/ledger/verify", post(verify))
-        .route("/v1/tip", post(tip))
+        .route("/v1/tip", post(tip_route))
         .route("/v1/budget", get(budget).post(set_budget))
         .route("/v1/settle", post(settle))
         .route("/v1/report", get(report))
-}
-
-async fn blocking<T: Send + 'static>(
-    node: &Node,
-    f: impl FnOnce(&crate::Local) -> crate::Result<T> + Send + 'static,
-) -> ApiResult<T> {
-    let node = node.clone();
-    let out = tokio::task::spawn_blocking(move || f(node.local()))
-        .await
-        .map_err(|_| ApiFailure(StatusCode::INTERNAL_SERVER_ERROR, "ledger task failed".into()))??;
-    Ok(Json(out))
 }
 
 /// Reads a page of entries.
@@ -108,23 +96,20 @@ async fn verify(State(s): State<AppState>) -> ApiResult<u64> {
     blocking(&s.node, |l| Ok(l.ledger.verify()?)).await
 }
 
-async fn tip(State(s): State<AppState>, Json(r): Json<TipRequest>) -> ApiResult<TipResponse> {
-    blocking(&s.node, move |l| {
-        let (catalog, entry) = l.tip(&r.artist, r.amount)?;
-        let profile = &catalog.catalog().profile;
-        Ok(TipResponse {
-            artist: catalog.artist(),
-            name: profile.name.clone(),
-            payment: profile.payment.clone(),
-            entry,
-        })
-    })
-    .await
+/// Records a tip and describes it, with the artist's payment rail.
+pub fn tip(local: &crate::Local, r: TipRequest) -> crate::Result<TipResponse> {
+    let (catalog, entry) = local.tip(&r.artist, r.amount)?;
+    let profile = &catalog.catalog().profile;
+    Ok(TipResponse { artist: catalog.artist(), name: profile.name.clone(), payment: profile.payment.clone(), entry })
+}
+
+async fn tip_route(State(s): State<AppState>, Json(r): Json<TipRequest>) -> ApiResult<TipResponse> {
+    blocking(&s.node, move |l| tip(l, r)).await
 }
 
 /// The budget and the current period's split.
 pub fn budget_view(local: &crate::Local) -> crate::Result<BudgetView> {
-    let now = crate::node::now();
+    let now = crate::time::unix_now();
     Ok(match Budget::preview(&local.ledger, now)? {
         Some((budget, current)) => BudgetView { budget: Some(budget), current },
         None => BudgetView { budget: None, current: Vec::new() },
@@ -137,7 +122,7 @@ async fn budget(State(s): State<AppState>) -> ApiResult<BudgetView> {
 
 async fn set_budget(State(s): State<AppState>, Json(r): Json<BudgetRequest>) -> ApiResult<BudgetView> {
     blocking(&s.node, move |l| {
-        Budget::set(&l.ledger, &Budget { amount: r.amount, per: r.per }, crate::node::now())?;
+        Budget::set(&l.ledger, &Budget { amount: r.amount, per: r.per }, crate::time::unix_now())?;
         budget_view(l)
     })
     .await

@@ -11,7 +11,9 @@ mod ledger;
 use std::path::{Path, PathBuf};
 
 pub use control::{ExportRequest, GetRequest, GetResponse, PublishRequest, router};
-pub use ledger::{BudgetRequest, BudgetView, LedgerView, TipRequest, TipResponse, artist_report, budget_view, page};
+pub use ledger::{
+    BudgetRequest, BudgetView, LedgerView, MAX_PAGE, TipRequest, TipResponse, artist_report, budget_view, page, tip,
+};
 
 /// Errors setting up the API.
 #[derive(Debug, thiserror::Error)]

@@ -8,10 +8,6 @@ use super::ids::{ArtistKey, ContentId};
 use super::signed::SignedCatalog;
 use super::store::{ChunkEntry, Store, StoreError};
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 fn id_of(key: &[u8]) -> ContentId {
     ContentId(key.try_into().unwrap_or([0; 32]))
 }
@@ -33,7 +29,7 @@ impl Store {
 
     /// Records that chunk `id` was just used (for LRU eviction).
     pub fn touch(&self, id: &ContentId) -> Result<(), StoreError> {
-        self.access.insert(id.0, &now_secs().to_le_bytes())?;
+        self.access.insert(id.0, &crate::time::unix_now().to_le_bytes())?;
         Ok(())
     }
 

@@ -89,7 +89,7 @@ fn describe(body: &Body) -> String {
             track.short(),
             short(artist),
             *ms as f64 / 1000.0,
-            busker::ledger::budget::date_of_day((hour / 86_400) as u32),
+            busker::time::date_of_day((hour / 86_400) as u32),
             hour % 86_400 / 3_600,
             via.map(|v| format!(" via {}", short(v))).unwrap_or_default()
         ),
@@ -105,37 +105,46 @@ fn describe(body: &Body) -> String {
 }
 
 pub fn ledger(home: &Home, remote: Option<Remote>, action: LedgerAction) -> anyhow::Result<()> {
+    let local = match (&remote, &action) {
+        (None, LedgerAction::Show { .. } | LedgerAction::Verify | LedgerAction::Export { .. }) => {
+            Some(Local::open(home)?)
+        }
+        _ => None,
+    };
+    // One page of entries, from the daemon or the data directory (the same bounded read).
+    let page = |from: u64, limit: u64| -> anyhow::Result<LedgerView> {
+        match (&remote, &local) {
+            (Some(r), _) => r.get(&format!("/v1/ledger?from={from}&limit={limit}")),
+            (None, Some(l)) => Ok(busker::api::page(l, from, limit)?),
+            (None, None) => bail!("the data directory is not open"),
+        }
+    };
     match action {
         LedgerAction::Show { from, limit } => {
-            let view: LedgerView = match remote {
-                Some(r) => r.get(&format!("/v1/ledger?from={from}&limit={limit}"))?,
-                None => busker::api::page(&Local::open(home)?, from, limit)?,
-            };
+            let view = page(from, limit)?;
             for e in &view.entries {
                 println!("{:>6}  {}", e.seq, describe(&e.body));
             }
             eprintln!("{} entries in all, signed by node key {}", view.len, view.signer);
         }
         LedgerAction::Verify => {
-            let n: u64 = match remote {
-                Some(r) => r.post("/v1/ledger/verify", &serde_json::json!({}))?,
-                None => Local::open(home)?.ledger.verify()?,
+            let n: u64 = match (&remote, &local) {
+                (Some(r), _) => r.post("/v1/ledger/verify", &serde_json::json!({}))?,
+                (None, Some(l)) => l.ledger.verify()?,
+                (None, None) => bail!("the data directory is not open"),
             };
             println!("ledger OK: {n} entries, every hash and signature checked");
         }
         LedgerAction::Export { .. } => {
-            let view: LedgerView = match remote {
-                Some(r) => r.get("/v1/ledger?from=0&limit=18446744073709551615")?,
-                None => {
-                    let local = Local::open(home)?;
-                    let entries = local.ledger.entries(0).collect::<Result<Vec<_>, _>>()?;
-                    LedgerView {
-                        len: local.ledger.len(),
-                        signer: busker::catalog::ArtistKey(local.ledger.signer().to_bytes()),
-                        entries,
-                    }
+            // Page by page: the daemon answers at most MAX_PAGE entries per request.
+            let mut view = page(0, busker::api::MAX_PAGE)?;
+            while (view.entries.len() as u64) < view.len {
+                let next = page(view.entries.len() as u64, busker::api::MAX_PAGE)?;
+                if next.entries.is_empty() {
+                    break;
                 }
-            };
+                view.entries.extend(next.entries);
+            }
             println!("{}", serde_json::to_string_pretty(&view)?);
         }
         LedgerAction::Bench { dir, entries, mode, acks } => run_bench(dir, entries, mode.as_deref(), acks)?,
@@ -172,17 +181,7 @@ pub fn tip(remote: Option<Remote>, home: &Home, artist: String, amount: Money) -
     let req = TipRequest { artist, amount };
     let r: TipResponse = match remote {
         Some(r) => r.post("/v1/tip", &req)?,
-        None => {
-            let local = Local::open(home)?;
-            let (catalog, entry) = local.tip(&req.artist, req.amount)?;
-            let profile = &catalog.catalog().profile;
-            TipResponse {
-                artist: catalog.artist(),
-                name: profile.name.clone(),
-                payment: profile.payment.clone(),
-                entry,
-            }
-        }
+        None => busker::api::tip(&Local::open(home)?, req)?,
     };
     let amount = match &r.entry.body {
         Body::Tip { amount, .. } => fmt_money(amount),
@@ -208,7 +207,7 @@ pub fn budget(remote: Option<Remote>, home: &Home, action: BudgetAction) -> anyh
                     busker::ledger::Budget::set(
                         &local.ledger,
                         &busker::ledger::Budget { amount: req.amount, per: req.per },
-                        now(),
+                        busker::time::unix_now(),
                     )?;
                     busker::api::budget_view(&local)?
                 }
@@ -236,10 +235,6 @@ pub fn budget(remote: Option<Remote>, home: &Home, action: BudgetAction) -> anyh
         }
     }
     Ok(())
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 pub fn settle(remote: Option<Remote>, home: &Home, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {

@@ -9,11 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::ConflictableTransactionError;
 
-use super::budget::date_of_day;
 use super::entry::LedgerError;
-use super::log::Ledger;
+use super::log::{Ledger, decode_stored};
 use super::settle::{Receipt, Settlement, Verdict};
 use crate::catalog::SignedCatalog;
 use crate::catalog::ids::{ArtistKey, ContentId, Pseudonym};
@@ -80,10 +79,6 @@ fn history_key(fan: &Pseudonym, n: u64) -> [u8; 40] {
     k
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, LedgerError> {
-    postcard::from_bytes(bytes).map_err(|e| LedgerError::Malformed(0, format!("stored settlement: {e}")))
-}
-
 impl Ledger {
     /// Checks a fan's settlement against this artist's current catalog and the fan's last
     /// accepted state, stores it durably, and returns the countersigned receipt. A retry of
@@ -101,7 +96,8 @@ impl Ledger {
         }
         let _one_at_a_time = self.accepting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let fan = doc.terms.fan;
-        let prev: Option<Accepted> = self.incoming.get(fan.0)?.map(|b| decode(&b)).transpose()?;
+        let prev: Option<Accepted> =
+            self.incoming.get(fan.0)?.map(|b| decode_stored(&b, "stored settlement")).transpose()?;
         if doc.check(&artist, prev.as_ref().map(|p| &p.doc), &catalog.catalog().tip_splits(), today)?
             == Verdict::Duplicate
         {
@@ -113,16 +109,11 @@ impl Ledger {
         let accepted = postcard::to_stdvec(&Accepted { doc: doc.clone(), receipt: receipt.clone() })
             .map_err(|e| LedgerError::Db(e.to_string()))?;
         let encoded = doc.encode();
-        (&self.incoming, &self.history)
-            .transaction(|(incoming, history)| {
-                incoming.insert(&fan.0, accepted.as_slice())?;
-                history.insert(&history_key(&fan, doc.terms.n)[..], encoded.as_slice())?;
-                Ok::<_, ConflictableTransactionError<LedgerError>>(())
-            })
-            .map_err(|e: TransactionError<LedgerError>| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => e.into(),
-            })?;
+        (&self.incoming, &self.history).transaction(|(incoming, history)| {
+            incoming.insert(&fan.0, accepted.as_slice())?;
+            history.insert(&history_key(&fan, doc.terms.n)[..], encoded.as_slice())?;
+            Ok::<_, ConflictableTransactionError<LedgerError>>(())
+        })?;
         self.flush()?;
         Ok(receipt)
     }
@@ -160,7 +151,7 @@ impl Ledger {
         let mut passes: BTreeMap<Pseudonym, u64> = BTreeMap::new();
         let mut units: BTreeMap<String, UnitSums> = BTreeMap::new();
         for item in self.incoming.iter() {
-            let Accepted { doc, .. } = decode(&item?.1)?;
+            let Accepted { doc, .. } = decode_stored(&item?.1, "stored settlement")?;
             listeners.insert(doc.terms.fan);
             for (sharer, n) in &doc.terms.passes {
                 *passes.entry(*sharer).or_default() += n;
@@ -180,7 +171,7 @@ impl Ledger {
             plays: rows
                 .into_iter()
                 .map(|((day, track), (plays, ms, fans))| ReportRow {
-                    date: date_of_day(day),
+                    date: crate::time::date_of_day(day),
                     track,
                     title: titles.get(&track).cloned(),
                     plays,

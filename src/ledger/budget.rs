@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::entry::{Body, HOUR, LedgerError, Money, valid_unit};
+use super::entry::{Body, LedgerError, Money, valid_unit};
 use super::log::Ledger;
 use super::split::allocate_budget;
 use crate::catalog::ids::ArtistKey;
+use crate::time::{civil_from_days, days_from_civil};
 
 const BUDGET: &[u8] = b"budget";
 const NEXT: &[u8] = b"budget/next";
-const DAY: u64 = 24 * HOUR;
+const DAY: u64 = crate::time::DAY;
 /// Most finished periods allocated in one go (a node off for years catches up in steps).
 const MAX_PERIODS: usize = 400;
 
@@ -38,36 +39,6 @@ impl std::str::FromStr for Period {
             _ => Err(LedgerError::Refused(format!("period {s:?}: use day, week or month"))),
         }
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `YYYY-MM-DD` of a day number (days since 1970-01-01, UTC).
-pub fn date_of_day(day: u32) -> String {
-    let (y, m, d) = civil_from_days(i64::from(day));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// (year, month, day) of a day number.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 impl Period {
@@ -137,57 +108,85 @@ impl Budget {
         }
     }
 
-    /// Plays per artist with an hour bucket in `[start, end)`.
-    fn plays(ledger: &Ledger, start: u64, end: u64) -> Result<Vec<(ArtistKey, u64)>, LedgerError> {
-        let mut plays: BTreeMap<ArtistKey, u64> = BTreeMap::new();
+    /// Plays per artist in each of `periods` (consecutive `[start, end)` ranges), in one
+    /// pass over the ledger.
+    fn plays(ledger: &Ledger, periods: &[(u64, u64)]) -> Result<Vec<Vec<(ArtistKey, u64)>>, LedgerError> {
+        let mut plays: Vec<BTreeMap<ArtistKey, u64>> = vec![BTreeMap::new(); periods.len()];
         for item in ledger.entries(0) {
             if let Body::Play { artist, hour, .. } = item?.body {
-                if (start..end).contains(&hour) {
-                    *plays.entry(artist).or_default() += 1;
+                // Periods are sorted and contiguous: the last one starting at or before `hour`.
+                let i = periods.partition_point(|(start, _)| *start <= hour);
+                if let Some(k) = i.checked_sub(1).filter(|&k| hour < periods[k].1) {
+                    *plays[k].entry(artist).or_default() += 1;
                 }
             }
         }
-        Ok(plays.into_iter().collect())
+        Ok(plays.into_iter().map(|m| m.into_iter().collect()).collect())
     }
 
     /// How the current period's budget would be split if it ended now.
     pub fn preview(ledger: &Ledger, now: u64) -> Result<Option<(Budget, Allocation)>, LedgerError> {
         let Some(b) = Self::get(ledger)? else { return Ok(None) };
         let start = b.per.start(now);
-        let split = allocate_budget(b.amount.minor, &Self::plays(ledger, start, b.per.end(start))?);
+        let plays = Self::plays(ledger, &[(start, b.per.end(start))])?;
+        let split = allocate_budget(b.amount.minor, plays.first().map_or(&[][..], Vec::as_slice));
         Ok(Some((b, split)))
     }
 
-    /// Records the allocation of every finished period as tips (once each). Returns how many
-    /// periods were closed.
+    /// Records the allocation of every finished period as tips (once each), all in one
+    /// atomic append. Returns how many periods were closed.
     pub fn allocate_due(ledger: &Ledger, now: u64) -> Result<usize, LedgerError> {
         let Some(b) = Self::get(ledger)? else { return Ok(0) };
-        let mut closed = 0;
-        while closed < MAX_PERIODS {
-            let Some(next) = ledger.state_get(NEXT)? else { break };
-            let start = next.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
-            let end = b.per.end(start);
-            if end > now {
-                break;
-            }
-            let tips: Vec<Body> = allocate_budget(b.amount.minor, &Self::plays(ledger, start, end)?)
-                .into_iter()
-                .map(|(artist, minor)| Body::Tip {
-                    artist,
-                    amount: Money { minor, unit: b.amount.unit.clone() },
-                    budget: Some(start),
-                })
-                .collect();
-            ledger.append_with(tips, vec![(NEXT.to_vec(), Some(end.to_be_bytes().to_vec()))])?;
-            closed += 1;
+        let Some(next) = ledger.state_get(NEXT)? else { return Ok(0) };
+        let mut start = next.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
+        let mut due = Vec::new();
+        while due.len() < MAX_PERIODS && b.per.end(start) <= now {
+            due.push((start, b.per.end(start)));
+            start = b.per.end(start);
         }
-        Ok(closed)
+        let Some(&(_, last_end)) = due.last() else { return Ok(0) };
+        let mut tips = Vec::new();
+        for (&(start, _), plays) in due.iter().zip(Self::plays(ledger, &due)?) {
+            tips.extend(allocate_budget(b.amount.minor, &plays).into_iter().map(|(artist, minor)| Body::Tip {
+                artist,
+                amount: Money { minor, unit: b.amount.unit.clone() },
+                budget: Some(start),
+            }));
+        }
+        ledger.append_with(tips, vec![(NEXT.to_vec(), Some(last_end.to_be_bytes().to_vec()))])?;
+        Ok(due.len())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finished_periods_are_allocated_by_plays_once() {
+        use crate::catalog::ids::ContentId;
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let ledger = Ledger::open(&db, ed25519_dalek::SigningKey::from_bytes(&[4; 32])).unwrap();
+        let day0 = 1_763_683_200;
+        let (a, b) = (ArtistKey([1; 32]), ArtistKey([2; 32]));
+        let usd = Money { minor: 1_000, unit: "USD".into() };
+        Budget::set(&ledger, &Budget { amount: usd, per: Period::Day }, day0 + 60).unwrap();
+        for (artist, at) in [(a, day0 + 10), (a, day0 + 7_200), (b, day0 + 9_000), (b, day0 + DAY + 5)] {
+            ledger.record_play(ContentId([9; 32]), artist, 40_000, at, None).unwrap();
+        }
+        assert_eq!(Budget::allocate_due(&ledger, day0 + DAY - 1).unwrap(), 0, "day 0 is not over");
+        assert_eq!(Budget::allocate_due(&ledger, day0 + 2 * DAY + 1).unwrap(), 2);
+        let tips: Vec<(ArtistKey, u64, Option<u64>)> = ledger
+            .entries(0)
+            .filter_map(|e| match e.unwrap().body {
+                Body::Tip { artist, amount, budget } => Some((artist, amount.minor, budget)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tips, vec![(a, 667, Some(day0)), (b, 333, Some(day0)), (b, 1_000, Some(day0 + DAY))]);
+        assert_eq!(Budget::allocate_due(&ledger, day0 + 2 * DAY + 1).unwrap(), 0, "allocated once");
+    }
 
     #[test]
     fn periods_follow_the_calendar() {
@@ -199,7 +198,5 @@ mod tests {
         assert_eq!(Period::Month.end(1_761_955_200), 1_764_547_200, "2025-12-01");
         assert_eq!(Period::Month.end(Period::Month.start(1_767_225_600 - 1)), 1_767_225_600, "2026-01-01");
         assert_eq!(Period::Month.end(1_769_904_000), 1_772_323_200, "February 2026 has 28 days");
-        assert_eq!(date_of_day(20_413), "2025-11-21");
-        assert_eq!(date_of_day(0), "1970-01-01");
     }
 }

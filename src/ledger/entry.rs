@@ -142,6 +142,15 @@ impl From<sled::Error> for LedgerError {
     }
 }
 
+impl From<sled::transaction::TransactionError<LedgerError>> for LedgerError {
+    fn from(e: sled::transaction::TransactionError<LedgerError>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
 /// Whether `unit` is a currency or unit code: 1..=12 uppercase ASCII letters or digits.
 pub fn valid_unit(unit: &str) -> bool {
     (1..=MAX_UNIT).contains(&unit.len()) && unit.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::budget::Budget;
 use super::entry::{Body, Entry, HOUR, LedgerError, Money, valid_unit};
-use super::log::{Ledger, StateOp};
+use super::log::{Ledger, StateOp, decode_stored};
 use super::settle::{DayPlays, MAX_PLAY_ROWS, Receipt, Settlement, Terms, TipTotal};
 use super::split::split_tip;
 use crate::catalog::Store;
@@ -51,10 +51,6 @@ pub struct Prepared {
 
 fn key(prefix: &[u8], artist: &ArtistKey) -> Vec<u8> {
     [prefix, &artist.0].concat()
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, LedgerError> {
-    postcard::from_bytes(bytes).map_err(|e| LedgerError::Malformed(0, format!("{what}: {e}")))
 }
 
 /// What one artist is owed since the last settlement.
@@ -126,17 +122,20 @@ impl Ledger {
 
     /// The last countersigned settlement with `artist`.
     pub fn settled(&self, artist: &ArtistKey) -> Result<Option<Settled>, LedgerError> {
-        self.state_get(&key(DONE, artist))?.map(|b| decode(&b, "settled state")).transpose()
+        self.state_get(&key(DONE, artist))?.map(|b| decode_stored(&b, "settled state")).transpose()
     }
 
     /// Every artist's last countersigned settlement.
     pub fn all_settled(&self) -> Result<Vec<Settled>, LedgerError> {
-        self.state.scan_prefix(DONE).map(|item| decode(&item?.1, "settled state")).collect()
+        self.state.scan_prefix(DONE).map(|item| decode_stored(&item?.1, "settled state")).collect()
     }
 
     /// Settlements awaiting a receipt.
     pub fn pending(&self) -> Result<Vec<Settlement>, LedgerError> {
-        self.state.scan_prefix(OUT).map(|item| Ok(decode::<Pending>(&item?.1, "pending settlement")?.doc)).collect()
+        self.state
+            .scan_prefix(OUT)
+            .map(|item| Ok(decode_stored::<Pending>(&item?.1, "pending settlement")?.doc))
+            .collect()
     }
 
     /// Drops the settlement awaiting a receipt from `artist`, so the next `prepare` rebuilds it
@@ -244,7 +243,7 @@ impl Ledger {
                 _ => Err(LedgerError::Refused(format!("no settlement with artist {artist} awaits this receipt"))),
             };
         };
-        let Pending { doc, upto } = decode(&bytes, "pending settlement")?;
+        let Pending { doc, upto } = decode_stored(&bytes, "pending settlement")?;
         receipt.verify(&doc)?;
         let settled = Settled { doc, receipt: receipt.clone(), upto };
         let ops: Vec<StateOp> = vec![

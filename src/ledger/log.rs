@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::ConflictableTransactionError;
 
 use super::entry::{Body, ChainVerifier, Entry, LedgerError};
 
@@ -38,6 +38,11 @@ impl Tail {
         let prev = b.get(8..40)?.try_into().ok()?;
         (b.len() == 40).then_some(Self { next, prev })
     }
+}
+
+/// Decodes a record this module stored; `what` names it in the error.
+pub(super) fn decode_stored<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, LedgerError> {
+    postcard::from_bytes(bytes).map_err(|e| LedgerError::Malformed(0, format!("{what}: {e}")))
 }
 
 /// A state-tree change made atomically with an append: `(key, Some(value))` inserts,
@@ -140,24 +145,19 @@ impl Ledger {
                 batch.insert(HEAD, &t.encode()[..]);
                 self.log.apply_batch(batch)?;
             } else {
-                (&self.log, &self.state)
-                    .transaction(|(log, state)| {
-                        for (seq, bytes) in &encoded {
-                            log.insert(&seq.to_be_bytes(), bytes.as_slice())?;
-                        }
-                        log.insert(HEAD, &t.encode()[..])?;
-                        for (k, v) in &ops {
-                            match v {
-                                Some(v) => state.insert(k.as_slice(), v.as_slice())?,
-                                None => state.remove(k.as_slice())?,
-                            };
-                        }
-                        Ok::<_, ConflictableTransactionError<LedgerError>>(())
-                    })
-                    .map_err(|e: TransactionError<LedgerError>| match e {
-                        TransactionError::Abort(e) => e,
-                        TransactionError::Storage(e) => e.into(),
-                    })?;
+                (&self.log, &self.state).transaction(|(log, state)| {
+                    for (seq, bytes) in &encoded {
+                        log.insert(&seq.to_be_bytes(), bytes.as_slice())?;
+                    }
+                    log.insert(HEAD, &t.encode()[..])?;
+                    for (k, v) in &ops {
+                        match v {
+                            Some(v) => state.insert(k.as_slice(), v.as_slice())?,
+                            None => state.remove(k.as_slice())?,
+                        };
+                    }
+                    Ok::<_, ConflictableTransactionError<LedgerError>>(())
+                })?;
             }
             *tail = t;
             (entries, t.next)

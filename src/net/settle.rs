@@ -257,11 +257,7 @@ impl EventLoop {
     /// the blocking pool (it writes and flushes the database).
     fn serve_settlement(&mut self, doc: Settlement, channel: ResponseChannel<SettleResponse>) {
         let local = self.local.clone();
-        let Ok(key) = local.identity.artist() else {
-            let _ = self.swarm.behaviour_mut().settle.send_response(channel, SettleResponse::NotArtist);
-            return;
-        };
-        if doc.terms.artist.0 != key.verifying_key().to_bytes() {
+        if local.identity.artist_key() != Some(doc.terms.artist) {
             let _ = self.swarm.behaviour_mut().settle.send_response(channel, SettleResponse::NotArtist);
             return;
         }
@@ -293,7 +289,6 @@ fn accept(local: &crate::Local, doc: &Settlement) -> Result<Receipt, LedgerError
         .own_catalog()
         .map_err(|e| LedgerError::Db(e.to_string()))?
         .ok_or_else(|| LedgerError::Refused("this artist has no catalog".into()))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let today = u32::try_from(now / 86_400).unwrap_or(u32::MAX);
+    let today = u32::try_from(crate::time::unix_now() / crate::time::DAY).unwrap_or(u32::MAX);
     local.ledger.accept_settlement(doc, &catalog, key, today)
 }

@@ -59,20 +59,29 @@ pub fn busker(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_busker")).arg("--data-dir").arg(home).args(args).output().unwrap()
 }
 
-/// Lists every file under `dir` with its size and content hash (to prove "unchanged").
-pub fn snapshot(dir: &Path) -> Vec<(PathBuf, [u8; 32])> {
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if !p.to_string_lossy().contains("/db/") {
-                out.push((p.clone(), *blake3::hash(&std::fs::read(&p).unwrap()).as_bytes()));
-            }
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
         }
     }
+    out
+}
+
+/// Lists every file under `dir` with its size and content hash (to prove "unchanged").
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, [u8; 32])> {
+    let mut out: Vec<(PathBuf, [u8; 32])> = files_under(dir)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("/db/"))
+        .map(|p| {
+            let hash = *blake3::hash(&std::fs::read(&p).unwrap()).as_bytes();
+            (p, hash)
+        })
+        .collect();
     out.sort();
     out
 }

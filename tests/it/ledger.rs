@@ -214,20 +214,9 @@ fn artist_rejects_forged_replayed_lower_and_miscalculated_tip_states() {
     assert_eq!(artist.ledger.report(None).unwrap().tips[0].total, 2_000);
 }
 
+/// Every file under `dir` with its bytes.
 fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out
+    crate::common::files_under(dir).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
