@@ -24,6 +24,9 @@ pub enum Error {
     /// Audio.
     #[error(transparent)]
     Media(#[from] crate::player::MediaError),
+    /// Playback.
+    #[error(transparent)]
+    Play(#[from] crate::player::PlayError),
     /// Ledger, tips and settlement.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),

@@ -57,6 +57,7 @@ pub mod local;
 pub mod net;
 pub mod node;
 pub mod player;
+pub mod playback;
 pub mod synth;
 pub mod time;
 

@@ -160,6 +160,8 @@ struct Inner {
     task: tokio::task::JoinHandle<()>,
     /// One settlement round at a time (the periodic one and `settle()` calls).
     settling: tokio::sync::Mutex<()>,
+    /// The node's player: one output at a time.
+    player: std::sync::Mutex<Option<crate::player::Player>>,
 }
 
 impl Drop for Inner {
@@ -230,7 +232,15 @@ impl NodeBuilder {
         let settle_every = self.settle_every.unwrap_or(Duration::from_secs(local.config.ledger.settle_secs));
         let task = tokio::spawn(event_loop.run());
         let settling = tokio::sync::Mutex::new(());
-        let node = Node { inner: Arc::new(Inner { commands: tx, events, local, peer_id, task, settling }) };
+        let node = Node { inner: Arc::new(Inner {
+            commands: tx,
+            events,
+            local,
+            peer_id,
+            task,
+            settling,
+            player: std::sync::Mutex::new(None),
+        }) };
         if !settle_every.is_zero() {
             // Holds only a weak reference: the node still stops when its last handle drops.
             let weak = Arc::downgrade(&node.inner);
@@ -253,6 +263,16 @@ impl NodeBuilder {
 }
 
 impl Node {
+    /// The sender of commands to the event loop (for the player's glue).
+    pub(crate) fn commands(&self) -> &mpsc::Sender<Command> {
+        &self.inner.commands
+    }
+
+    /// The node's player slot.
+    pub(crate) fn player_slot(&self) -> &std::sync::Mutex<Option<crate::player::Player>> {
+        &self.inner.player
+    }
+
     /// A builder for a node over opened local state.
     pub fn builder(local: Local) -> NodeBuilder {
         NodeBuilder { local, listen: Vec::new(), bootstrap: Vec::new(), mdns: None, settle_every: None }
@@ -272,6 +292,11 @@ impl Node {
     /// The node's local state (store, keys, config).
     pub fn local(&self) -> &Local {
         &self.inner.local
+    }
+
+    /// The node's local state, shared.
+    pub fn local_arc(&self) -> Arc<Local> {
+        self.inner.local.clone()
     }
 
     /// Subscribes to node events.

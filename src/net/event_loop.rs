@@ -38,6 +38,10 @@ pub(crate) enum Command {
     Announce { announcement: Announcement, reply: oneshot::Sender<()> },
     Fetch { ids: Vec<ContentId>, pin: bool, reply: oneshot::Sender<Result<FetchReport, NetError>> },
     Settle { doc: Settlement, reply: oneshot::Sender<Result<Receipt, NetError>> },
+    /// A player reads `id`: fetch it from the feed's playhead on, and bump the feed.
+    Stream { id: ContentId, feed: Arc<crate::player::Feed> },
+    /// A streaming reader's playhead moved.
+    Playhead { id: ContentId },
     Shutdown { reply: oneshot::Sender<()> },
 }
 
@@ -273,6 +277,8 @@ impl EventLoop {
             }
             Command::Fetch { ids, pin, reply } => self.start_fetch(ids, pin, reply),
             Command::Settle { doc, reply } => self.start_settle(doc, reply),
+            Command::Stream { id, feed } => self.start_stream(id, feed),
+            Command::Playhead { id } => self.on_playhead(id),
             Command::Shutdown { .. } => {}
         }
     }

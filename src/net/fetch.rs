@@ -26,7 +26,7 @@ const LOOKUP_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 pub(super) struct Download {
     pin: bool,
     manifest: Option<Manifest>,
-    schedule: Option<Schedule<PeerId>>,
+    pub(super) schedule: Option<Schedule<PeerId>>,
     candidates: HashSet<PeerId>,
     manifest_asked: HashSet<PeerId>,
     manifest_in_flight: bool,
@@ -41,6 +41,8 @@ pub(super) struct Download {
     have_in_flight: HashSet<PeerId>,
     /// Providers found in the DHT: they hold the whole content.
     providers: HashSet<PeerId>,
+    /// Players reading this content as it arrives.
+    pub(super) feeds: Vec<std::sync::Arc<crate::player::Feed>>,
 }
 
 /// How often a peer that holds part of the content is asked again what it has. Short: at
@@ -59,7 +61,7 @@ pub(crate) struct Finished {
 
 /// A caller waiting for a set of content ids.
 pub(super) struct Waiter {
-    ids: HashSet<ContentId>,
+    pub(super) ids: HashSet<ContentId>,
     report: FetchReport,
     pub(super) reply: oneshot::Sender<Result<FetchReport, NetError>>,
 }
@@ -112,7 +114,7 @@ impl EventLoop {
         }
     }
 
-    fn start_download(&mut self, id: ContentId, pin: bool) {
+    pub(super) fn start_download(&mut self, id: ContentId, pin: bool) {
         if let Err(e) = self.local.store.want(&id, pin) {
             tracing::warn!("cannot record fetch of {id}: {e}");
         }
@@ -132,6 +134,7 @@ impl EventLoop {
             have_asked: HashMap::new(),
             have_in_flight: HashSet::new(),
             providers: HashSet::new(),
+            feeds: Vec::new(),
         };
         let now = Instant::now();
         d.candidates = self.connected_peers().into_iter().filter(|p| !self.is_banned(p, now)).collect();
@@ -232,14 +235,19 @@ impl EventLoop {
             for p in &d.candidates {
                 if d.providers.contains(p) { s.add_complete_peer(*p) } else { s.add_peer(*p) }
             }
+            if let Some(f) = d.feeds.last() {
+                s.stream_from(f.playhead());
+            }
             d.schedule = Some(s);
             d.manifest = Some(m);
+            d.feeds.iter().for_each(|f| f.bump());
         }
     }
 
     /// Sends whatever requests the download's state allows; finishes or fails it.
     pub(super) fn drive(&mut self, id: ContentId) {
         let now = Instant::now();
+        let waited_for = self.has_waiter(&id);
         let Some(d) = self.downloads.get_mut(&id) else { return };
         tracing::trace!(
             "drive {}: manifest {} candidates {:?} in flight {} sched {:?}",
@@ -267,7 +275,7 @@ impl EventLoop {
                     return self.complete(id);
                 }
                 if s.is_stalled(now) && !d.lookup_running {
-                    if d.lookups >= MAX_LOOKUPS && self.waiters.iter().any(|w| w.ids.contains(&id)) {
+                    if d.lookups >= MAX_LOOKUPS && waited_for {
                         let (have, total) = (s.done(), s.total());
                         return self.fail(id, NetError::Stalled { id, have, total });
                     }
@@ -285,7 +293,7 @@ impl EventLoop {
                             requests.push((peer, Request::Manifest(id), Pending::Manifest { id }));
                         }
                         None if !d.lookup_running => {
-                            if d.lookups >= MAX_LOOKUPS && self.waiters.iter().any(|w| w.ids.contains(&id)) {
+                            if d.lookups >= MAX_LOOKUPS && waited_for {
                                 return self.fail(id, NetError::Stalled { id, have: 0, total: 0 });
                             }
                             d.manifest_asked.clear();
@@ -357,6 +365,7 @@ impl EventLoop {
                 d.fetched += 1;
                 d.fetched_bytes += len as u64;
                 *d.per_peer.entry(peer).or_default() += 1;
+                d.feeds.iter().for_each(|f| f.bump());
                 let (have, total) = (s.done(), s.total());
                 if have % 16 == 0 || have == total {
                     self.emit(Event::FetchProgress { id, have, total });
@@ -392,6 +401,7 @@ impl EventLoop {
     /// loop), then [`Self::on_fetch_finished`] answers the callers.
     fn complete(&mut self, id: ContentId) {
         let Some(d) = self.downloads.remove(&id) else { return };
+        d.feeds.iter().for_each(|f| f.bump());
         let _ = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&id.0));
         let done = Finished {
             id,
@@ -443,7 +453,9 @@ impl EventLoop {
     }
 
     fn fail(&mut self, id: ContentId, err: NetError) {
-        self.downloads.remove(&id);
+        if let Some(d) = self.downloads.remove(&id) {
+            d.feeds.iter().for_each(|f| f.fail(err.to_string()));
+        }
         if let Err(e) = self.local.store.finish_fetch(&id, false) {
             tracing::warn!("forgetting failed fetch of {id}: {e}");
         }

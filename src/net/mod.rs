@@ -13,6 +13,7 @@ mod fetch;
 pub mod protocol;
 pub mod schedule;
 pub mod settle;
+mod stream;
 
 pub use announce::Announcement;
 

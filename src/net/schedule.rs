@@ -16,7 +16,11 @@
 //! * a peer that says it lacks the content is not asked again for this download; other
 //!   failures (timeouts, dropped streams) are retried elsewhere, and a peer that keeps
 //!   failing is dropped after [`MAX_FAILURES`];
-//! * chunks already in the store are never requested (resume).
+//! * chunks already in the store are never requested (resume);
+//! * while a player streams the content ([`Schedule::stream_from`]), chunks from the playhead on
+//!   go first in file order, and the requests in flight start at one and double with each
+//!   delivery (slow start): the chunk the decoder waits for never shares the link with a
+//!   window of bulk requests, and a seek starts over from one request at the new playhead.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
@@ -59,6 +63,17 @@ pub struct Schedule<P> {
     window: usize,
     ban_for: Duration,
     order: Order,
+    stream: Option<Stream>,
+}
+
+/// Most requests in flight for a streamed download, however long it has run.
+const STREAM_BUDGET: usize = 64;
+
+/// A player reading the content: where, and how many requests may be in flight.
+#[derive(Clone, Copy, Debug)]
+struct Stream {
+    playhead: usize,
+    budget: usize,
 }
 
 /// A cheap, well-mixed rank for tie-breaking (splitmix64).
@@ -73,7 +88,24 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
     /// A schedule for `total` chunks, of which `have(i)` are already stored.
     pub fn new(total: usize, have: impl Fn(usize) -> bool, window: usize, ban_for: Duration, order: Order) -> Self {
         let missing = (0..total).filter(|&i| !have(i)).collect();
-        Self { total, missing, in_flight: HashMap::new(), peers: HashMap::new(), window: window.max(1), ban_for, order }
+        Self { total, missing, in_flight: HashMap::new(), peers: HashMap::new(), window: window.max(1), ban_for, order, stream: None }
+    }
+
+    /// Streams from chunk `playhead`: chunks from there on go first, in file order. If that
+    /// chunk is not stored yet, the requests in flight restart from one (slow start).
+    pub fn stream_from(&mut self, playhead: usize) {
+        let playhead = playhead.min(self.total.saturating_sub(1));
+        let waiting = self.missing.contains(&playhead) || self.in_flight.contains_key(&playhead);
+        let budget = match self.stream {
+            Some(s) if !waiting => s.budget,
+            _ => 1,
+        };
+        self.stream = Some(Stream { playhead, budget });
+    }
+
+    /// True if a player streams this content.
+    pub fn is_streaming(&self) -> bool {
+        self.stream.is_some()
     }
 
     /// Adds a peer that may hold some of the content (availability to be learned).
@@ -124,6 +156,9 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
     pub fn next(&mut self, now: Instant) -> Vec<(P, usize)> {
         let mut out = Vec::new();
         loop {
+            if self.stream.is_some_and(|s| self.in_flight.len() >= s.budget) {
+                break;
+            }
             let window = self.window;
             let mut peers: Vec<(&P, &PeerState)> =
                 self.peers.iter().filter(|(_, s)| s.has.is_some() && Self::usable(s, now, window)).collect();
@@ -156,6 +191,17 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
         };
         let declined = |i: usize| state.declined.get(&i).is_some_and(|until| *until > now);
         let candidates = self.missing.iter().copied().filter(|&i| has.get(i) == Some(&true) && !declined(i));
+        if let Some(stream) = self.stream {
+            // From the playhead on in file order, then what lies before it.
+            let mut before = None;
+            for i in candidates {
+                if i >= stream.playhead {
+                    return Some(i);
+                }
+                before = before.or(Some(i));
+            }
+            return before;
+        }
         match self.order {
             Order::InOrder => candidates.min(),
             Order::RarestFirst { seed } => candidates.filter(|&i| !(seeder && partial_holds(i))).min_by_key(|&i| {
@@ -181,6 +227,9 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
     pub fn delivered(&mut self, peer: &P, idx: usize) {
         self.settle(peer, idx);
         self.missing.remove(&idx);
+        if let Some(s) = &mut self.stream {
+            s.budget = (s.budget * 2).min(STREAM_BUDGET);
+        }
     }
 
     /// `peer` sent bytes for `idx` that do not match the hash: ban it, requeue the chunk.
@@ -270,6 +319,33 @@ mod tests {
         assert!(s.next(now).is_empty(), "window is full");
         s.delivered(&reqs[0].0, reqs[0].1);
         assert_eq!(s.next(now).len(), 1);
+    }
+
+    #[test]
+    fn streaming_starts_with_one_request_at_the_playhead_and_doubles() {
+        let now = Instant::now();
+        let mut s = Schedule::new(40, |_| false, 16, Duration::from_secs(60), Order::RarestFirst { seed: 3 });
+        s.add_complete_peer("a");
+        s.add_complete_peer("b");
+        s.stream_from(0);
+        let first = s.next(now);
+        assert_eq!(first, vec![(first[0].0, 0)], "only the chunk the decoder waits for");
+        s.delivered(&first[0].0, 0);
+        let second: Vec<usize> = s.next(now).iter().map(|r| r.1).collect();
+        assert_eq!(second, vec![1, 2], "then two, in file order");
+        // A seek to a chunk far ahead: one request there, whatever else is in flight.
+        s.stream_from(30);
+        assert!(s.next(now).is_empty(), "budget is back to one and two are in flight");
+        let (p1, p2) = (s.in_flight[&1], s.in_flight[&2]);
+        s.delivered(&p1, 1);
+        s.delivered(&p2, 2);
+        let after: Vec<usize> = s.next(now).iter().map(|r| r.1).collect();
+        assert_eq!(after, vec![30, 31, 32, 33], "from the playhead on: {after:?}");
+        // Past the end of the file the playhead wraps to what is still missing before it.
+        let mut t = Schedule::new(3, |i| i == 2, 4, Duration::from_secs(60), Order::InOrder);
+        t.add_complete_peer("a");
+        t.stream_from(2);
+        assert_eq!(t.next(now), vec![("a", 0)]);
     }
 
     #[test]

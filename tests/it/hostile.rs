@@ -2,9 +2,10 @@
 //! chunks, and gossips forged and stale announcements. Honest nodes must ban it, finish from
 //! honest peers, and never forward what they rejected.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use busker::catalog::ids::ArtistKey;
+use busker::catalog::ids::{ArtistKey, ContentId};
 use busker::net::Announcement;
 use busker::net::behaviour::CATALOG_TOPIC;
 use busker::net::protocol::{Codec, PROTOCOL, Request, Response};
@@ -25,14 +26,24 @@ struct Evil {
 }
 
 /// What the hostile peer does.
-enum Order {
+pub(crate) enum Order {
     Gossip(Vec<u8>),
 }
 
 /// Starts the hostile peer. It answers manifests and catalogs honestly from `honest` (so it
 /// looks like a provider) and every chunk request with flipped bytes.
 /// `share_list`: answer catalog-list requests honestly (so peers sync catalogs from it).
-async fn evil_peer(honest: Node, share_list: bool) -> (String, mpsc::Sender<Order>, mpsc::Receiver<()>) {
+pub(crate) async fn evil_peer(honest: Node, share_list: bool) -> (String, mpsc::Sender<Order>, mpsc::Receiver<()>) {
+    evil_peer_sparing(honest, share_list, HashSet::new()).await
+}
+
+/// Like [`evil_peer`], but chunks in `spare` are served honestly (a peer that goes bad
+/// mid-way through a track).
+pub(crate) async fn evil_peer_sparing(
+    honest: Node,
+    share_list: bool,
+    spare: HashSet<ContentId>,
+) -> (String, mpsc::Sender<Order>, mpsc::Receiver<()>) {
     let mut swarm: Swarm<Evil> = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
@@ -80,6 +91,7 @@ async fn evil_peer(honest: Node, share_list: bool) -> (String, mpsc::Sender<Orde
                             Request::Have(id) => store.availability(&id).unwrap()
                                 .map_or(Response::NotFound, |b| Response::Bytes(busker::net::protocol::pack_bits(&b))),
                             Request::Chunk(id) => match store.read_chunk(&id) {
+                                Ok(b) if spare.contains(&id) => Response::Bytes(b),
                                 Ok(mut b) => { b[0] ^= 0xff; Response::Bytes(b) }
                                 Err(_) => Response::NotFound,
                             },

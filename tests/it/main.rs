@@ -9,4 +9,5 @@ mod hostile;
 mod ledger;
 mod net;
 mod nodes;
+mod player;
 mod publish;
