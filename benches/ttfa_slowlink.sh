@@ -275,12 +275,23 @@ sys.exit(0 if set(sys.argv[1:]) <= have else 1)' "${TRACKS[@]}" 2>/dev/null; do
     bk "$ns" "$dir" peers 2>&1 | sed 's/^/[ttfa]   /' >&2 || true
 }
 
+# Before each play: let the previous track's download finish (a 1 s play returns while the
+# daemon may still be fetching the rest), so plays do not compete for the link.
+wait_idle() {  # NS FAN_DIR
+    local n deadline=$((SECONDS + 60))
+    while n=$(bk "$1" "$2" status 2>/dev/null | awk '$1 == "downloads" {print $2}') && [ -n "$n" ] && [ "$n" != 0 ]; do
+        [ "$SECONDS" -lt "$deadline" ] || die "the fan still has $n download(s) in progress after 60 s"
+        sleep 0.1
+    done
+}
+
 # Play (or fetch) every track once, one after another; one line per play into $3.
 measure() {  # NS FAN_DIR RESULTS_FILE
     local ns=$1 dir=$2 out=$3 i=0 id t0 t1 json line
     : >"$out"
     for id in "${TRACKS[@]}"; do
         i=$((i + 1))
+        wait_idle "$ns" "$dir"
         if [ "$MODE" = play ]; then
             json=$(timeout "$PLAY_TIMEOUT" ip netns exec "$ns" "$BUSKER" --data-dir "$dir" \
                 play "$id" --out null --seconds 1 --json 2>>"$WORK/logs/cli.log") || {
@@ -291,8 +302,11 @@ measure() {  # NS FAN_DIR RESULTS_FILE
 import json, sys
 j = json.load(sys.stdin)
 t = (j.get("tracks") or [{}])[0]
-print("%.1f %s" % (float(j["ttfa_ms"]), t.get("stutters", "?")))') ||
-                die "play $i: cannot read ttfa_ms from: $json"
+ttfa = j.get("ttfa_ms", t.get("ttfa_ms"))
+if ttfa is None:
+    sys.exit("no audio reached the sink (ttfa_ms is null)")
+print("%.1f %s" % (float(ttfa), t.get("stutters", "?")))') ||
+                die "play $i (${id:0:12}): no usable ttfa_ms in: $json"
             printf '%s %s\n' "$id" "$line" >>"$out"
             log "  play $i/${#TRACKS[@]} ${id:0:12}: ttfa ${line% *} ms, stutters ${line#* }"
         else
@@ -341,10 +355,23 @@ run_phase() {  # NAME ARTIST_HOST FAN_NS FAN_LISTEN_HOST BOOT_HOST FAN_API
     wait_catalog "$f_ns" "$fan"
     log "phase $name: $MODE ${#TRACKS[@]} tracks, one after another"
     measure "$f_ns" "$fan" "$WORK/results-$name"
+    wait_idle "$f_ns" "$fan"
+    log "phase $name: fan $(bk "$f_ns" "$fan" status | grep '^store' | tr -s ' ') after ${#TRACKS[@]} tracks"
     stop_daemons
 }
 
 # --------------------------------------------------------------------------- main
+if [ "$CHECK_ONLY" = 0 ]; then
+    if [ "$BUILD" = 1 ] || [ ! -x "$BUSKER" ]; then
+        log "cargo build --release"
+        (cd "$ROOT" && cargo build --release) || die "cargo build --release failed"
+    fi
+    [ -x "$BUSKER" ] || die "no busker binary at $BUSKER"
+    if [ "$MODE" = play ] && ! "$BUSKER" play --help >/dev/null 2>&1; then
+        die "$BUSKER has no 'play' subcommand (rebuild with --build once it exists, or use --get)"
+    fi
+fi
+
 WORK="$(mktemp -d /tmp/busker-ttfa.XXXXXX)"
 mkdir -p "$WORK/logs"
 RTT_MS=$(python3 -c "print(f'{2 * $DELAY_MS:g}')")
@@ -362,35 +389,27 @@ if [ "$CHECK_ONLY" = 1 ]; then
     exit 0
 fi
 
-if [ "$BUILD" = 1 ] || [ ! -x "$BUSKER" ]; then
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release) || die "cargo build --release failed"
-fi
-[ -x "$BUSKER" ] || die "no busker binary at $BUSKER"
-if [ "$MODE" = play ] && ! "$BUSKER" play --help >/dev/null 2>&1; then
-    die "$BUSKER has no 'play' subcommand (rebuild with --build once it exists, or use --get)"
-fi
-
-# Distinct tracks: per-channel tones and noise seeds differ for every track.
-log "making $PLAYS test tracks (${TRACK_SECS} s, FLAC, stereo 44.1 kHz)"
-mkdir -p "$WORK/audio"
+# Distinct tracks: per-channel tones and noise seeds differ for every track. The faint noise
+# makes them cost ~1 Mbit/s (2.5 MB per 20 s), like dense CD-quality FLAC. Each is its own
+# single-track release, so nothing the daemon may prefetch "next in the release" can warm up
+# a later play.
+log "making $PLAYS test tracks (${TRACK_SECS} s, FLAC, stereo 44.1 kHz), one single each"
+"$BUSKER" --data-dir "$WORK/artist" init --artist "Slowlink Artist" >/dev/null
 for i in $(seq "$PLAYS"); do
-    fl=$((180 + 23 * i)) fr=$((270 + 31 * i))
+    fl=$((180 + 23 * i)) fr=$((270 + 31 * i)) dir="$WORK/audio/$(printf %03d "$i")"
+    mkdir -p "$dir"
     ffmpeg -nostdin -v error \
         -f lavfi -i "sine=frequency=$fl:sample_rate=44100:duration=$TRACK_SECS" \
         -f lavfi -i "sine=frequency=$fr:sample_rate=44100:duration=$TRACK_SECS" \
         -f lavfi -i "anoisesrc=color=pink:seed=$((2 * i)):amplitude=0.0005:sample_rate=44100:duration=$TRACK_SECS" \
         -f lavfi -i "anoisesrc=color=pink:seed=$((2 * i + 1)):amplitude=0.0005:sample_rate=44100:duration=$TRACK_SECS" \
         -filter_complex "[0][2]amix=inputs=2:normalize=0[l];[1][3]amix=inputs=2:normalize=0[r];[l][r]join=inputs=2:channel_layout=stereo[o]" \
-        -map "[o]" -c:a flac -metadata title="Slowlink Track $i" -metadata track="$i" \
-        -metadata artist="Slowlink Artist" -metadata album="Slowlink Bench" \
-        "$WORK/audio/$(printf %03d "$i").flac" || die "ffmpeg failed for track $i"
+        -map "[o]" -c:a flac -metadata title="Slowlink Track $i" -metadata track=1 \
+        -metadata artist="Slowlink Artist" -metadata album="Slowlink Single $i" \
+        "$dir/track.flac" || die "ffmpeg failed for track $i"
+    "$BUSKER" --data-dir "$WORK/artist" publish "$dir" --title "Slowlink Single $i" >>"$WORK/logs/publish.log" 2>&1 ||
+        { tail -n 5 "$WORK/logs/publish.log" >&2; die "busker publish failed for track $i"; }
 done
-
-log "publishing them as one release"
-"$BUSKER" --data-dir "$WORK/artist" init --artist "Slowlink Artist" >/dev/null
-"$BUSKER" --data-dir "$WORK/artist" publish "$WORK/audio" --title "Slowlink Bench" >/dev/null 2>&1 ||
-    die "busker publish failed"
 PEER_ID=$("$BUSKER" --data-dir "$WORK/artist" id | awk '$1 == "peer" && $2 == "id" {print $3}')
 ARTIST_KEY=$("$BUSKER" --data-dir "$WORK/artist" id | awk '$1 == "artist" && $2 == "key" {print $3}')
 [ -n "$PEER_ID" ] && [ -n "$ARTIST_KEY" ] || die "cannot read the artist's peer id / key from 'busker id'"
@@ -426,7 +445,12 @@ fi
 echo
 echo "busker $what; transport $TRANSPORT; ${TRACK_SECS} s FLAC tracks, each track once; a fresh fan per link"
 echo "baseline: $BASE_LABEL"
-echo "slow link: relay.py ${DELAY_MS} ms each way + ${RATE_MBIT} Mbit/s each way ($SHAPER), TCP split at the relay"
+case "$TRANSPORT" in
+    tcp) split="TCP split at the relay, so TCP congestion control sees ~0 ms legs" ;;
+    quic) split="QUIC datagrams relayed end to end" ;;
+    both) split="TCP split at the relay, QUIC relayed end to end" ;;
+esac
+echo "slow link: relay.py ${DELAY_MS} ms each way + ${RATE_MBIT} Mbit/s each way ($SHAPER); $split"
 echo "  $BASE_LABEL: min $bmin ms, max $bmax ms"
 echo "  $SLOW_LABEL: min $smin ms, max $smax ms"
 echo

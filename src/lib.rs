@@ -56,8 +56,8 @@ pub mod ledger;
 pub mod local;
 pub mod net;
 pub mod node;
-pub mod player;
 pub mod playback;
+pub mod player;
 pub mod synth;
 pub mod time;
 

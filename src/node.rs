@@ -232,15 +232,17 @@ impl NodeBuilder {
         let settle_every = self.settle_every.unwrap_or(Duration::from_secs(local.config.ledger.settle_secs));
         let task = tokio::spawn(event_loop.run());
         let settling = tokio::sync::Mutex::new(());
-        let node = Node { inner: Arc::new(Inner {
-            commands: tx,
-            events,
-            local,
-            peer_id,
-            task,
-            settling,
-            player: std::sync::Mutex::new(None),
-        }) };
+        let node = Node {
+            inner: Arc::new(Inner {
+                commands: tx,
+                events,
+                local,
+                peer_id,
+                task,
+                settling,
+                player: std::sync::Mutex::new(None),
+            }),
+        };
         if !settle_every.is_zero() {
             // Holds only a weak reference: the node still stops when its last handle drops.
             let weak = Arc::downgrade(&node.inner);

@@ -17,9 +17,7 @@ use crate::Local;
 use crate::catalog::ContentId;
 use crate::net::event_loop::Command;
 use crate::node::Node;
-use crate::player::{
-    ChunkSource, Feed, FeedError, PlayError, PlayHook, PlayOptions, Player, QueueItem, Sink, Tracks,
-};
+use crate::player::{ChunkSource, Feed, FeedError, PlayError, PlayHook, PlayOptions, Player, QueueItem, Sink, Tracks};
 
 /// How long a read may wait without any chunk arriving before the track fails.
 const STALL: Duration = Duration::from_secs(30);

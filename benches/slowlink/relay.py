@@ -142,8 +142,7 @@ class DelayPipe:
                 self._push(self.link.schedule(len(data), now) if data else now + self.link.delay, data)
                 if not data:
                     return
-        except (ConnectionError, OSError):
-            loop = asyncio.get_running_loop()
+        except (ConnectionError, OSError):  # reset by the sender: pass it on as an EOF
             self._push(loop.time() + self.link.delay, b"")
 
     def _push(self, due: float, data: bytes) -> None:
@@ -178,8 +177,11 @@ class DelayPipe:
 def set_nodelay(writer: asyncio.StreamWriter) -> None:
     # The relay already delays; Nagle on top would add its own, varying, delay.
     sock = writer.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # already closed by the peer; the pipes will notice
+        pass
 
 
 async def tcp_session(

@@ -87,6 +87,7 @@ impl From<Error> for ApiFailure {
             Error::Publish(_)
             | Error::Catalog(_)
             | Error::Media(_)
+            | Error::Play(crate::player::PlayError::BadPosition(_) | crate::player::PlayError::Ambiguous(_))
             | Error::Net(crate::net::NetError::BadAddress(_)) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -129,6 +130,7 @@ pub fn router(node: Node, token: String, shutdown: tokio::sync::mpsc::Sender<()>
         .route("/v1/verify", post(verify))
         .route("/v1/shutdown", post(shutdown_route))
         .merge(super::ledger::routes())
+        .merge(super::player::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }

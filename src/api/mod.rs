@@ -7,6 +7,7 @@
 
 mod control;
 mod ledger;
+mod player;
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ pub use control::{ExportRequest, GetRequest, GetResponse, PublishRequest, router
 pub use ledger::{
     BudgetRequest, BudgetView, LedgerView, MAX_PAGE, TipRequest, TipResponse, artist_report, budget_view, page, tip,
 };
+pub use player::{Output, PlayRequest, PlayStarted, QueueRequest, SeekRequest};
 
 /// Errors setting up the API.
 #[derive(Debug, thiserror::Error)]

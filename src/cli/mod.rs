@@ -4,6 +4,7 @@
 
 mod ledger;
 mod options;
+mod play;
 mod remote;
 mod show;
 
@@ -152,6 +153,14 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: ledger::BudgetAction,
+    },
+    /// Play a track, a release or search results as they stream in (or a local audio file).
+    Play(play::PlayArgs),
+    /// Control the daemon's player: status, pause, resume, next, stop, seek, queue.
+    Player {
+        /// What to do.
+        #[command(subcommand)]
+        action: play::PlayerAction,
     },
     /// Settle tips and play reports with artists' nodes now.
     Settle,
@@ -317,6 +326,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Budget { action } => ledger::budget(remote, &home, action)?,
         Command::Settle => ledger::settle(remote, &home, &runtime()?)?,
+        Command::Play(args) => play::play(&home, remote, args, &runtime()?)?,
+        Command::Player { action } => play::player(remote, &home, action)?,
         Command::Report { json, csv } => ledger::report(remote, &home, json, csv)?,
         Command::Demo { .. } => {}
     }

@@ -53,6 +53,20 @@ impl Remote {
         Self::answer(resp)
     }
 
+    /// POST a JSON body; the answer is a stream of bytes (audio).
+    pub fn post_reader<B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<impl std::io::Read + use<B>> {
+        let resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body)?;
+        if !resp.status().is_success() {
+            let _: serde_json::Value = Self::answer(resp)?;
+            bail!("the daemon sent no audio");
+        }
+        Ok(resp.into_body().into_reader())
+    }
+
     /// POST a JSON body, read a JSON answer.
     pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         let resp = self

@@ -31,18 +31,44 @@ const WORK_QUEUE: usize = 256;
 
 /// What a handle asks of the loop.
 pub(crate) enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), NetError>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<String>> },
-    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
-    Status { reply: oneshot::Sender<Status> },
-    Announce { announcement: Announcement, reply: oneshot::Sender<()> },
-    Fetch { ids: Vec<ContentId>, pin: bool, reply: oneshot::Sender<Result<FetchReport, NetError>> },
-    Settle { doc: Settlement, reply: oneshot::Sender<Result<Receipt, NetError>> },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    Announce {
+        announcement: Announcement,
+        reply: oneshot::Sender<()>,
+    },
+    Fetch {
+        ids: Vec<ContentId>,
+        pin: bool,
+        reply: oneshot::Sender<Result<FetchReport, NetError>>,
+    },
+    Settle {
+        doc: Settlement,
+        reply: oneshot::Sender<Result<Receipt, NetError>>,
+    },
     /// A player reads `id`: fetch it from the feed's playhead on, and bump the feed.
-    Stream { id: ContentId, feed: Arc<crate::player::Feed> },
+    Stream {
+        id: ContentId,
+        feed: Arc<crate::player::Feed>,
+    },
     /// A streaming reader's playhead moved.
-    Playhead { id: ContentId },
-    Shutdown { reply: oneshot::Sender<()> },
+    Playhead {
+        id: ContentId,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Blocking work finished.

@@ -88,7 +88,16 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
     /// A schedule for `total` chunks, of which `have(i)` are already stored.
     pub fn new(total: usize, have: impl Fn(usize) -> bool, window: usize, ban_for: Duration, order: Order) -> Self {
         let missing = (0..total).filter(|&i| !have(i)).collect();
-        Self { total, missing, in_flight: HashMap::new(), peers: HashMap::new(), window: window.max(1), ban_for, order, stream: None }
+        Self {
+            total,
+            missing,
+            in_flight: HashMap::new(),
+            peers: HashMap::new(),
+            window: window.max(1),
+            ban_for,
+            order,
+            stream: None,
+        }
     }
 
     /// Streams from chunk `playhead`: chunks from there on go first, in file order. If that

@@ -74,14 +74,14 @@ impl Decoder {
             hint.with_extension(e);
         }
         let opts = FormatOptions { enable_gapless: true, ..FormatOptions::default() };
-        let probed = symphonia::default::get_probe()
-            .format(&hint, mss, &opts, &MetadataOptions::default())
-            .map_err(|e| match e {
+        let probed = symphonia::default::get_probe().format(&hint, mss, &opts, &MetadataOptions::default()).map_err(
+            |e| match e {
                 SymError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
                     MediaError::Unreadable(io.to_string())
                 }
                 other => MediaError::NotAudio(other.to_string()),
-            })?;
+            },
+        )?;
         let format = probed.format;
         let track = format
             .tracks()
@@ -128,13 +128,12 @@ impl Decoder {
     /// (packets before it are decoded and dropped). Returns the position landed on.
     pub fn seek(&mut self, ms: u64) -> Result<u64, MediaError> {
         let time = Time::new(ms / 1000, (ms % 1000) as f64 / 1000.0);
-        let seeked = self
-            .format
-            .seek(SeekMode::Accurate, SeekTo::Time { time, track_id: Some(self.track) })
-            .map_err(|e| match e {
+        let seeked = self.format.seek(SeekMode::Accurate, SeekTo::Time { time, track_id: Some(self.track) }).map_err(
+            |e| match e {
                 SymError::SeekError(kind) => MediaError::Corrupt(format!("cannot seek to {ms} ms: {kind:?}")),
                 other => sym_error(other),
-            })?;
+            },
+        )?;
         self.decoder.reset();
         self.skip_until = Some(seeked.required_ts);
         self.origin = seeked.required_ts;
@@ -165,7 +164,10 @@ impl Decoder {
                 Err(SymError::DecodeError(e)) => {
                     self.bad_packets += 1;
                     if self.bad_packets > MAX_BAD_PACKETS {
-                        return Err(MediaError::Corrupt(format!("undecodable audio at {} ms: {e}", self.position_ms())));
+                        return Err(MediaError::Corrupt(format!(
+                            "undecodable audio at {} ms: {e}",
+                            self.position_ms()
+                        )));
                     }
                     tracing::debug!("skipping an undecodable packet: {e}");
                     continue;

@@ -171,8 +171,7 @@ fn non_audio_and_truncated_files_give_clear_errors() {
         let mut files = FileTracks::default();
         let item = files.add(path.clone());
         let sink = MemorySink::new();
-        let player =
-            Player::start(Arc::new(files), Box::new(sink), vec![item], PlayOptions::default(), None).unwrap();
+        let player = Player::start(Arc::new(files), Box::new(sink), vec![item], PlayOptions::default(), None).unwrap();
         let err = player.wait().expect_err("a broken file fails").to_string();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         assert!(err.contains(expect) && err.contains(&name), "{err}");
