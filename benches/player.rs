@@ -79,7 +79,9 @@ async fn concurrent(root: &Path, artist: &Node, items: &[QueueItem]) {
     let players: Vec<Player> = fans
         .iter()
         .zip(items)
-        .map(|(fan, item)| fan.play(vec![item.clone()], Box::new(NullSink::new()), PlayOptions::default()).expect("play"))
+        .map(|(fan, item)| {
+            fan.play(vec![item.clone()], Box::new(NullSink::new()), PlayOptions::default()).expect("play")
+        })
         .collect();
     let mut stutters = 0;
     let mut played = 0;

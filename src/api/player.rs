@@ -162,8 +162,10 @@ async fn state(State(s): State<AppState>) -> ApiResult<Status> {
 
 async fn control(State(s): State<AppState>, c: Control) -> ApiResult<Status> {
     let p = current(&s)?;
-    p.control(c)?;
-    Ok(Json(p.status()))
+    let status = tokio::task::spawn_blocking(move || p.apply(c))
+        .await
+        .map_err(|_| ApiFailure(StatusCode::INTERNAL_SERVER_ERROR, "blocking task failed".into()))??;
+    Ok(Json(status))
 }
 
 async fn seek(State(s): State<AppState>, Json(r): Json<SeekRequest>) -> ApiResult<Status> {

@@ -116,7 +116,13 @@ pub(crate) fn build_swarm(keypair: Keypair, s: &SwarmSettings) -> Result<Swarm<B
             })
         })
         .map_err(boxed)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(s.idle_timeout))
+        // Lazy multistream-select: a substream that offers one protocol (every request-response
+        // request) sends its data with the protocol proposal instead of waiting a round trip
+        // for the acknowledgement. Over a 50 ms link that halves the time to first audio.
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(s.idle_timeout)
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .build();
     Ok(swarm)
 }

@@ -7,6 +7,7 @@
 //! whichever is shorter.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -143,6 +144,9 @@ pub struct Status {
 
 struct Shared {
     status: Mutex<Status>,
+    /// Control messages sent, and applied by the play thread.
+    sent: AtomicU64,
+    applied: AtomicU64,
 }
 
 impl Shared {
@@ -204,7 +208,8 @@ impl Player {
             shuffle(&mut items, seed());
         }
         let status = Status { output: sink.describe(), queue: items.clone(), ..Status::default() };
-        let shared = Arc::new(Shared { status: Mutex::new(status) });
+        let shared =
+            Arc::new(Shared { status: Mutex::new(status), sent: AtomicU64::new(0), applied: AtomicU64::new(0) });
         let (tx, rx) = std::sync::mpsc::sync_channel(CONTROL_QUEUE);
         let run = Run {
             shared: shared.clone(),
@@ -229,7 +234,21 @@ impl Player {
         self.control.try_send(c).map_err(|e| match e {
             std::sync::mpsc::TrySendError::Full(_) => PlayError::Busy,
             std::sync::mpsc::TrySendError::Disconnected(_) => PlayError::NotPlaying,
-        })
+        })?;
+        self.shared.sent.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Sends a control message and waits (up to a second: the player may be waiting for the
+    /// network) until the player has applied it; returns the state then.
+    pub fn apply(&self, c: Control) -> Result<Status, PlayError> {
+        self.control(c)?;
+        let sent = self.shared.sent.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.shared.applied.load(Ordering::SeqCst) < sent && Instant::now() < deadline && !self.is_finished() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(self.status())
     }
 
     /// The current state.
@@ -416,6 +435,7 @@ impl Run {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(None),
                 }
             };
+            self.shared.applied.fetch_add(1, Ordering::SeqCst);
             match msg {
                 Control::Pause => {
                     self.paused = true;
