@@ -20,6 +20,7 @@ use crate::config::Home;
 use crate::ledger::Money;
 use crate::local::Local;
 use crate::node::{Event, Node, Via};
+use crate::player::{Decoder, MemorySink, PlayOptions, WavSink};
 use crate::{Error, Result};
 
 /// The demo album's artist.
@@ -80,7 +81,7 @@ pub fn write_album(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Runs the tour in `root` (which should be empty), narrating through `say`: an artist node
 /// and two fan nodes on 127.0.0.1, mDNS off, so no packet leaves the machine.
 pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
-    say("Step 1/10  Start three nodes on 127.0.0.1: an artist and two fans, each with its own keys and store.");
+    say("Step 1/11  Start three nodes on 127.0.0.1: an artist and two fans, each with its own keys and store.");
     let artist = start(root, "artist", Some(DEMO_ARTIST)).await?;
     let ada = start(root, "fan-ada", None).await?;
     let bo = start(root, "fan-bo", None).await?;
@@ -89,7 +90,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     say(&format!("          ada     {}", ada.peer_id()));
     say(&format!("          bo      {}", bo.peer_id()));
 
-    say("Step 2/10  Connect: ada dials the artist; bo dials the artist and ada. Wait for the gossip mesh.");
+    say("Step 2/11  Connect: ada dials the artist; bo dials the artist and ada. Wait for the gossip mesh.");
     let artist_addr = artist.wait_listening(STEP_TIMEOUT).await?;
     let ada_addr = ada.wait_listening(STEP_TIMEOUT).await?;
     within("ada dialling the artist", ada.dial(&artist_addr)).await??;
@@ -101,7 +102,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     }
 
     say(
-        "Step 3/10  The artist publishes an album of real audio: project-made FLAC, MP3, Ogg, AAC, ALAC and a synthesised WAV.",
+        "Step 3/11  The artist publishes an album of real audio: project-made FLAC, MP3, Ogg, AAC, ALAC and a synthesised WAV.",
     );
     let album = root.join("album");
     let files = write_album(&album)?;
@@ -139,7 +140,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     }
     check(report.release.tracks.len() == files.len(), "every file became a track")?;
 
-    say("Step 4/10  Discovery: the signed announcement reaches both fans by gossip; each verifies it and the catalog.");
+    say("Step 4/11  Discovery: the signed announcement reaches both fans by gossip; each verifies it and the catalog.");
     for (name, rx) in [("ada", &mut ada_events), ("bo", &mut bo_events)] {
         let via = within("the announcement", catalog_update(rx, report.seq)).await??;
         say(&format!("          {name} stored catalog v{} of {DEMO_ARTIST} (via {via:?})", report.seq));
@@ -151,7 +152,9 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     ));
     check(hits.len() == 1, "search finds the track")?;
 
-    say("Step 5/10  ada and bo fetch the release at the same time: every chunk verified, from every peer that has it.");
+    play_while_streaming(root, &ada, &report.release, &album, &bo_towards(&artist, &bo)?, say).await?;
+
+    say("Step 6/11  ada and bo fetch the release at the same time: every chunk verified, from every peer that has it.");
     let rid = report.release_id.to_string();
     let fetch = |node: &Node, out: PathBuf| {
         let (node, rid) = (node.clone(), rid.clone());
@@ -178,12 +181,12 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
         "          (a node that just sent a chunk to one fan lets that fan pass it on: the artist uploads about one copy)",
     );
 
-    say("Step 6/10  Export: both fans' files are byte-identical to the artist's originals.");
+    say("Step 7/11  Export: both fans' files are byte-identical to the artist's originals.");
     let identical = same_files(&album, &ada_files)?;
     check(same_files(&album, &bo_files)? == files.len() && identical == files.len(), "fans' files are byte-identical")?;
     say(&format!("          ada {identical} files, bo {} files: all byte-identical", bo_files.len()));
 
-    say("Step 7/10  Verify every store, and publish the same files again: identical content is stored once.");
+    say("Step 8/11  Verify every store, and publish the same files again: identical content is stored once.");
     for (name, node) in [("artist", &artist), ("ada", &ada), ("bo", &bo)] {
         let v = node.local().verify(&|_| {})?;
         say(&format!(
@@ -200,7 +203,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     ));
     check(again.new_chunks == 0 && again.already_published, "re-publishing adds no data")?;
 
-    say("Step 8/10  Tamper: flip one byte of the signed catalog, then one byte of a chunk in bo's store.");
+    say("Step 9/11  Tamper: flip one byte of the signed catalog, then one byte of a chunk in bo's store.");
     let signed = own_catalog(&artist)?;
     let mut forged = signed.bytes().to_vec();
     let last = forged.len() - 1;
@@ -233,6 +236,60 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     })
 }
 
+/// bo's pseudonym towards the artist.
+fn bo_towards(artist: &Node, bo: &Node) -> Result<Pseudonym> {
+    let key = artist.local().identity.artist_key().ok_or(crate::identity::IdentityError::NoArtistKey)?;
+    Ok(Pseudonym(bo.local().identity.pseudonym_for(&key).verifying_key().to_bytes()))
+}
+
+/// Step 5: ada plays the release while it streams, into a WAV file.
+async fn play_while_streaming(
+    root: &Path,
+    ada: &Node,
+    release: &crate::catalog::Release,
+    album: &Path,
+    via_bo: &Pseudonym,
+    say: &mut dyn FnMut(&str),
+) -> Result<()> {
+    say("Step 5/11  ada presses play on the release before holding a byte of it: the player streams each track in");
+    say("          playing order from the artist, verifies every chunk, and decodes as the bytes arrive.");
+    let mut items = ada.resolve(&release.id().to_string())?;
+    check(items.iter().all(|i| !ada.local().store.is_complete(&i.id).unwrap_or(true)), "ada holds none of it yet")?;
+    // bo passed the second track on to ada: that play credits bo's pseudonym.
+    if let Some(second) = items.get_mut(1) {
+        second.via = Some(*via_bo);
+    }
+    let wav = root.join("ada-release.wav");
+    let sink = WavSink::create(&wav).map_err(crate::player::PlayError::from)?;
+    let player = ada.play(items, Box::new(sink), PlayOptions::default())?;
+    let status = tokio::task::spawn_blocking(move || player.wait()).await.map_err(|_| Error::NodeStopped)??;
+    say(&format!(
+        "          first audio after {:.0} ms; {} tracks played back to back (gapless) into {}",
+        status.ttfa_ms.unwrap_or(f64::NAN),
+        status.tracks.len(),
+        wav.display()
+    ));
+    for t in &status.tracks {
+        let counted = if t.counted { "  (a play that counts, in ada's ledger)" } else { "" };
+        say(&format!("          {:<16} {:>4.1} s{counted}", t.title, t.played_ms as f64 / 1000.0));
+    }
+    check(status.tracks.iter().all(|t| t.error.is_none() && t.counted), "every track played to the end")?;
+    // The WAV holds exactly the originals' audio: decode them here and compare lengths.
+    let mut samples = 0u64;
+    for t in &release.tracks {
+        let path = album.join(&t.file_name);
+        let file = std::fs::File::open(&path).map_err(io(&path))?;
+        let ext = path.extension().map(|e| e.to_string_lossy().to_string());
+        let mut d = Decoder::open(Box::new(file), ext.as_deref())?;
+        while let Some((_, s)) = d.next_samples()? {
+            samples += s.len() as u64;
+        }
+    }
+    let len = std::fs::metadata(&wav).map_err(io(&wav))?.len();
+    check(len == 44 + samples * 2, "the WAV holds every sample of every original")?;
+    Ok(())
+}
+
 /// The demo's second split recipient.
 fn bandmate() -> ArtistKey {
     let key = ed25519_dalek::SigningKey::from_bytes(blake3::hash(b"busker demo bandmate").as_bytes());
@@ -246,21 +303,22 @@ async fn listen_tip_and_settle(
     release: &crate::catalog::Release,
     say: &mut dyn FnMut(&str),
 ) -> Result<()> {
-    say("Step 9/10  Plays and tips go into each fan's signed ledger, then settle key to key with the artist's node.");
-    say("          (the player, next on the roadmap, records plays as it plays; here the demo records them)");
+    say("Step 10/11 Plays and tips go into each fan's signed ledger, then settle key to key with the artist's node.");
     let key = artist.local().identity.artist_key().ok_or(crate::identity::IdentityError::NoArtistKey)?;
-    let now = crate::time::unix_now();
-    let bo_towards_artist = Pseudonym(bo.local().identity.pseudonym_for(&key).verifying_key().to_bytes());
-    let tracks: Vec<ContentId> = release.tracks.iter().map(|t| t.id).collect();
-    for (i, t) in tracks.iter().take(3).enumerate() {
-        // bo passed the second track on to ada: the play credits bo's pseudonym.
-        let via = (i == 1).then_some(bo_towards_artist);
-        ada.local().ledger.record_play(*t, key, 40_000, now, via)?;
-    }
-    bo.local().ledger.record_play(tracks[0], key, 35_000, now, None)?;
+    let bo_towards_artist = bo_towards(artist, bo)?;
+    // bo plays the second track from its own store (the first has the chunk damaged in step
+    // 9): a cache hit, no network.
+    let first = bo.resolve(&release.tracks[1].id.to_string())?;
+    let player = bo.play(first, Box::new(MemorySink::new()), PlayOptions::default())?;
+    let played = tokio::task::spawn_blocking(move || player.wait()).await.map_err(|_| Error::NodeStopped)??;
+    check(played.tracks.iter().all(|t| t.counted), "bo's play counts")?;
     let (_, tip) = ada.local().tip(DEMO_ARTIST, Money { minor: 300, unit: "USD".into() })?;
     bo.local().tip(DEMO_ARTIST, Money { minor: 150, unit: "USD".into() })?;
-    say(&format!("          ada: 3 plays and a tip of 300 USD (entry {}); bo: 1 play and 150 USD", tip.seq));
+    say(&format!(
+        "          ada: the {} plays of step 5 and a tip of 300 USD (entry {}); bo: 1 play from its own store and 150 USD",
+        release.tracks.len(),
+        tip.seq
+    ));
     for (name, fan) in [("ada", ada), ("bo", bo)] {
         let r = within("settlement", fan.settle()).await??;
         check(r.settled.len() == 1 && r.pending.is_empty(), "the artist's node countersigned the settlement")?;
@@ -274,7 +332,7 @@ async fn listen_tip_and_settle(
         check(fan.local().ledger.verify()? >= 4, "the fan's ledger verifies")?;
     }
 
-    say("Step 10/10 The artist's anonymous report: why tracks were played, never who played them.");
+    say("Step 11/11 The artist's anonymous report: why tracks were played, never who played them.");
     let r = artist.local().ledger.report(Some(own_catalog(artist)?.catalog()))?;
     for row in &r.plays {
         say(&format!(
@@ -298,7 +356,8 @@ async fn listen_tip_and_settle(
         owed.join(", ")
     ));
     check(r.listeners == 2 && r.receipts == 2 && total == 450, "the report adds up")?;
-    check(r.plays.iter().map(|p| p.plays).sum::<u64>() == 4, "every play is counted once")?;
+    let expected = release.tracks.len() as u64 + 1;
+    check(r.plays.iter().map(|p| p.plays).sum::<u64>() == expected, "every play is counted once")?;
     check(r.passes == vec![(bo_towards_artist, 1)], "the pass is credited to bo's pseudonym")?;
     Ok(())
 }

@@ -22,6 +22,10 @@ use crate::player::{ChunkSource, Feed, FeedError, PlayError, PlayHook, PlayOptio
 /// How long a read may wait without any chunk arriving before the track fails.
 const STALL: Duration = Duration::from_secs(30);
 
+fn unreadable(e: std::io::Error) -> PlayError {
+    PlayError::Source(e.to_string())
+}
+
 fn store_error(e: impl std::fmt::Display) -> PlayError {
     PlayError::Source(format!("local store: {e}"))
 }
@@ -32,7 +36,8 @@ fn open_stored(local: &Arc<Local>, id: &ContentId) -> Result<Option<Box<dyn Medi
         return Ok(None);
     }
     let manifest = local.store.manifest(id).map_err(store_error)?.ok_or_else(|| store_error("manifest missing"))?;
-    Ok(Some(Box::new(ChunkSource::new(local.clone(), *id, manifest, None, STALL))))
+    let source = ChunkSource::new(local.clone(), *id, manifest, None, STALL).prime().map_err(unreadable)?;
+    Ok(Some(Box::new(source)))
 }
 
 /// Tracks from the local store only: what this node holds completely.
@@ -128,7 +133,8 @@ impl Tracks for NodeTracks {
         loop {
             let seen = feed.version().map_err(|e| PlayError::Source(format!("{}: {e}", item.title)))?;
             if let Some(m) = self.local.store.manifest(&id).map_err(store_error)? {
-                return Ok(Box::new(ChunkSource::new(self.local.clone(), id, m, Some(feed), STALL)));
+                let source = ChunkSource::new(self.local.clone(), id, m, Some(feed), STALL);
+                return Ok(Box::new(source.prime().map_err(unreadable)?));
             }
             match feed.wait(seen, step) {
                 Ok(_) => idle = Duration::ZERO,

@@ -285,9 +285,11 @@ impl Run {
         let original: Vec<QueueItem> = self.queue.iter().cloned().collect();
         let mut first = true;
         let mut last_error = None;
+        // Repeat only a round that played something, so a queue of broken tracks ends.
+        let mut round_played = false;
         loop {
             let Some(item) = self.queue.pop_front() else {
-                if self.opts.repeat && !original.is_empty() && self.played_total > 0 {
+                if self.opts.repeat && std::mem::take(&mut round_played) {
                     let mut again = original.clone();
                     if self.opts.shuffle {
                         shuffle(&mut again, seed());
@@ -317,6 +319,8 @@ impl Run {
             };
             let ending = self.play_one(&item, started, start_ms, &mut stats);
             stats.stutters = self.sink.stutters() - stutters_before;
+            round_played |= stats.played_ms > 0;
+            self.played_total += stats.played_ms;
             stats.counted = counts(stats.played_ms, item.duration_ms);
             if stats.counted {
                 if let Some(h) = &self.hook {
@@ -413,7 +417,6 @@ impl Run {
             }
             if let Some(limit) = self.opts.limit_ms {
                 if self.played_total + stats.played_ms >= limit {
-                    self.played_total += stats.played_ms;
                     return Ok(Ending::Limit);
                 }
             }

@@ -61,6 +61,15 @@ impl ChunkSource {
         Self { local, id, manifest, starts, pos: 0, current: None, feed, stall }
     }
 
+    /// Reads the first chunk now, so a track that cannot be read at all fails with the reason
+    /// (a damaged chunk, a fetch that gave up) rather than as "not audio" from the decoder.
+    pub fn prime(mut self) -> Result<Self, std::io::Error> {
+        if self.manifest.size > 0 {
+            self.load(0)?;
+        }
+        Ok(self)
+    }
+
     /// The track's size in bytes.
     pub fn size(&self) -> u64 {
         self.manifest.size

@@ -178,3 +178,32 @@ fn non_audio_and_truncated_files_give_clear_errors() {
         assert_eq!(err.lines().count(), 1, "one line: {err}");
     }
 }
+
+#[test]
+fn shuffle_plays_each_track_once_and_repeat_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = FileTracks::default();
+    let mut items = Vec::new();
+    for i in 0..5u64 {
+        let p = dir.path().join(format!("t{i}.wav"));
+        std::fs::write(&p, busker::synth::song_wav(40 + i, 0.5)).unwrap();
+        items.push(files.add(p));
+    }
+    let files = Arc::new(files);
+    let titles = |s: &Status| s.tracks.iter().map(|t| t.title.clone()).collect::<Vec<_>>();
+    let opts = PlayOptions { shuffle: true, ..PlayOptions::default() };
+    let shuffled = Player::start(files.clone(), Box::new(MemorySink::new()), items.clone(), opts, None).unwrap();
+    let mut played = titles(&shuffled.wait().unwrap());
+    played.sort();
+    assert_eq!(played, (0..5).map(|i| format!("t{i}.wav")).collect::<Vec<_>>(), "each track exactly once");
+    // Repeat: the queue starts again, until the 4.2 s limit (the queue lasts 2.5 s).
+    let opts = PlayOptions { repeat: true, limit_ms: Some(4_200), ..PlayOptions::default() };
+    let sink = MemorySink::new();
+    let pcm = sink.samples.clone();
+    let repeated = Player::start(files, Box::new(sink), items, opts, None).unwrap().wait().unwrap();
+    let order = titles(&repeated);
+    assert_eq!(order.len(), 9, "{order:?}");
+    assert_eq!(order[5..], order[..4], "the second round is in the same order");
+    let secs = pcm.lock().unwrap().len() as f64 / 2.0 / 44_100.0;
+    assert!((4.2..4.3).contains(&secs), "stopped at the limit: {secs} s");
+}
