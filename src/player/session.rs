@@ -106,7 +106,7 @@ pub struct TrackStats {
     pub played_ms: u64,
     /// Times the sink ran dry during this track.
     pub stutters: u64,
-    /// True if the play counted (and went to the ledger).
+    /// True if the play counted and went to the play hook (the ledger).
     pub counted: bool,
     /// Why the track could not be played to the end.
     pub error: Option<String>,
@@ -321,11 +321,10 @@ impl Run {
             stats.stutters = self.sink.stutters() - stutters_before;
             round_played |= stats.played_ms > 0;
             self.played_total += stats.played_ms;
-            stats.counted = counts(stats.played_ms, item.duration_ms);
-            if stats.counted {
-                if let Some(h) = &self.hook {
-                    h.played(&item, stats.played_ms);
-                }
+            // Counted only where a hook records it (a local file has no artist to credit).
+            if let Some(h) = self.hook.as_ref().filter(|_| counts(stats.played_ms, item.duration_ms)) {
+                h.played(&item, stats.played_ms);
+                stats.counted = true;
             }
             let ending = match ending {
                 Ok(e) => e,
