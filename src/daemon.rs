@@ -54,6 +54,7 @@ pub async fn run(local: Local, opts: DaemonOptions, on_start: impl FnOnce(&Start
     let stopped = async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
+            _ = terminated() => {}
             _ = stop_rx.recv() => {}
         }
     };
@@ -61,4 +62,24 @@ pub async fn run(local: Local, opts: DaemonOptions, on_start: impl FnOnce(&Start
     let _ = std::fs::remove_file(&addr_file);
     node.shutdown().await;
     served.map_err(|source| crate::Error::Io { path: addr_file, source })
+}
+
+/// Resolves on SIGTERM (what service managers and `kill` send), so the daemon stops cleanly.
+#[cfg(unix)]
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM: {e}");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// No SIGTERM off Unix: only Ctrl-C and `busker stop`.
+#[cfg(not(unix))]
+async fn terminated() {
+    std::future::pending::<()>().await;
 }
