@@ -3,17 +3,23 @@
 //!
 //! Real audio, made by the project, so nothing is downloaded and every run has the same input.
 
-/// A small deterministic generator (xorshift64*); not for anything secret.
-struct Rng(u64);
+/// A small deterministic generator (xorshift64*); not for anything secret. Also used for
+/// shuffling play queues and for reproducible property tests.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// A generator from any seed (0 included: the state is mixed and never zero).
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    /// A number in `0..n` (0 if `n` is 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }
@@ -47,7 +53,7 @@ fn midi_hz(note: i32) -> f32 {
 
 /// Renders `seconds` of stereo music at `rate` Hz as interleaved 16-bit samples.
 pub fn render(seed: u64, seconds: f32, rate: u32) -> Vec<i16> {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     let scale = [0, 2, 4, 7, 9, 12, 14, 16];
     let root = 48 + rng.below(12) as i32;
     let beat = (rate as f32 * (0.18 + rng.below(10) as f32 * 0.02)) as usize;

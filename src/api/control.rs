@@ -81,13 +81,17 @@ pub(super) struct ApiFailure(pub(super) StatusCode, pub(super) String);
 impl From<Error> for ApiFailure {
     fn from(e: Error) -> Self {
         use crate::catalog::StoreError;
+        use crate::player::PlayError;
         let status = match &e {
+            Error::Play(PlayError::NothingFound(_)) => StatusCode::NOT_FOUND,
+            Error::Play(PlayError::Ambiguous(_) | PlayError::BadPosition(_)) => StatusCode::BAD_REQUEST,
+            Error::Play(PlayError::NotPlaying) => StatusCode::CONFLICT,
+            Error::Play(PlayError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(StoreError::NotFound(_) | StoreError::Ambiguous(_)) => StatusCode::NOT_FOUND,
             Error::Ledger(crate::ledger::LedgerError::Refused(_)) => StatusCode::BAD_REQUEST,
             Error::Publish(_)
             | Error::Catalog(_)
             | Error::Media(_)
-            | Error::Play(crate::player::PlayError::BadPosition(_) | crate::player::PlayError::Ambiguous(_))
             | Error::Net(crate::net::NetError::BadAddress(_)) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

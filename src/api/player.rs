@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::control::{ApiFailure, ApiResult, AppState};
+use super::control::{ApiFailure, ApiResult, AppState, blocking};
 use crate::player::{Control, NullSink, PlayError, PlayOptions, QueueItem, RawSink, Sink, Status, WavSink};
 
 /// Where the daemon's player sends audio.
@@ -66,15 +66,14 @@ pub struct QueueRequest {
 
 impl From<PlayError> for ApiFailure {
     fn from(e: PlayError) -> Self {
-        let status = match e {
-            PlayError::NothingFound(_) => StatusCode::NOT_FOUND,
-            PlayError::Ambiguous(_) | PlayError::BadPosition(_) => StatusCode::BAD_REQUEST,
-            PlayError::NotPlaying => StatusCode::CONFLICT,
-            PlayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiFailure(status, e.to_string())
+        crate::Error::Play(e).into()
     }
+}
+
+/// Resolves a query to a queue on the blocking pool (it reads the store).
+async fn resolve(s: &AppState, query: String) -> Result<Vec<QueueItem>, ApiFailure> {
+    let Json(items) = blocking(&s.node, move |l| Ok(crate::player::resolve(&l.store, &query)?)).await?;
+    Ok(items)
 }
 
 pub(super) fn routes() -> Router<AppState> {
@@ -118,11 +117,7 @@ fn speakers() -> Result<Box<dyn Sink>, ApiFailure> {
 }
 
 async fn play(State(s): State<AppState>, Json(r): Json<PlayRequest>) -> Result<Response, ApiFailure> {
-    let node = s.node.clone();
-    let query = r.query.clone();
-    let items = tokio::task::spawn_blocking(move || node.resolve(&query))
-        .await
-        .map_err(|_| ApiFailure(StatusCode::INTERNAL_SERVER_ERROR, "blocking task failed".into()))??;
+    let items = resolve(&s, r.query.clone()).await?;
     let (sink, pipe): (Box<dyn Sink>, _) = match &r.out {
         Output::Null => (Box::new(NullSink::new()), None),
         Output::Speakers => (speakers()?, None),
@@ -162,10 +157,8 @@ async fn state(State(s): State<AppState>) -> ApiResult<Status> {
 
 async fn control(State(s): State<AppState>, c: Control) -> ApiResult<Status> {
     let p = current(&s)?;
-    let status = tokio::task::spawn_blocking(move || p.apply(c))
-        .await
-        .map_err(|_| ApiFailure(StatusCode::INTERNAL_SERVER_ERROR, "blocking task failed".into()))??;
-    Ok(Json(status))
+    // `apply` waits for the player thread: off the runtime.
+    blocking(&s.node, move |_| Ok(p.apply(c)?)).await
 }
 
 async fn seek(State(s): State<AppState>, Json(r): Json<SeekRequest>) -> ApiResult<Status> {
@@ -173,9 +166,6 @@ async fn seek(State(s): State<AppState>, Json(r): Json<SeekRequest>) -> ApiResul
 }
 
 async fn enqueue(State(s): State<AppState>, Json(r): Json<QueueRequest>) -> ApiResult<Status> {
-    let node = s.node.clone();
-    let items = tokio::task::spawn_blocking(move || node.resolve(&r.query))
-        .await
-        .map_err(|_| ApiFailure(StatusCode::INTERNAL_SERVER_ERROR, "blocking task failed".into()))??;
+    let items = resolve(&s, r.query).await?;
     control(State(s), Control::Enqueue(items)).await
 }

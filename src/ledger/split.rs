@@ -88,21 +88,7 @@ pub fn allocate_budget(budget: u64, plays: &[(ArtistKey, u64)]) -> Vec<(ArtistKe
 mod tests {
     use super::*;
     use crate::catalog::model::Split;
-
-    /// A small deterministic generator (xorshift64*): reproducible property tests without a
-    /// dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::synth::Rng;
 
     #[test]
     fn apportion_is_exact_and_fair() {

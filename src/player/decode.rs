@@ -6,15 +6,13 @@
 //! release join without a gap.
 
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
 use symphonia::core::errors::Error as SymError;
-use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo};
-use symphonia::core::io::{MediaSource, MediaSourceStream, MediaSourceStreamOptions};
-use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
+use symphonia::core::formats::{FormatReader, SeekMode, SeekTo};
+use symphonia::core::io::MediaSource;
 use symphonia::core::units::Time;
 
 use super::MediaError;
+use super::probe::{audio_track, make_decoder, open_source};
 
 /// Packets in a row that may fail to decode before the track is declared corrupt.
 const MAX_BAD_PACKETS: u32 = 4;
@@ -68,35 +66,14 @@ fn sym_error(e: SymError) -> MediaError {
 impl Decoder {
     /// Opens a track. `ext` is a hint (the original file's extension).
     pub fn open(source: Box<dyn MediaSource>, ext: Option<&str>) -> Result<Self, MediaError> {
-        let mss = MediaSourceStream::new(source, MediaSourceStreamOptions::default());
-        let mut hint = Hint::new();
-        if let Some(e) = ext {
-            hint.with_extension(e);
-        }
-        let opts = FormatOptions { enable_gapless: true, ..FormatOptions::default() };
-        let probed = symphonia::default::get_probe().format(&hint, mss, &opts, &MetadataOptions::default()).map_err(
-            |e| match e {
-                SymError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
-                    MediaError::Unreadable(io.to_string())
-                }
-                other => MediaError::NotAudio(other.to_string()),
-            },
-        )?;
-        let format = probed.format;
-        let track = format
-            .tracks()
-            .iter()
-            .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-            .ok_or_else(|| MediaError::NotAudio("no audio track".into()))?;
-        let params = track.codec_params.clone();
-        let decoder = symphonia::default::get_codecs()
-            .make(&params, &DecoderOptions::default())
-            .map_err(|e| MediaError::Unsupported(e.to_string()))?;
+        let (format, _) = open_source(source, ext, true)?;
+        let (track, params) = audio_track(format.as_ref())?;
+        let decoder = make_decoder(&params)?;
         let rate = params.sample_rate.ok_or_else(|| MediaError::NotAudio("no sample rate".into()))?;
         let channels = params.channels.map_or(0, |c| c.count() as u16);
         let declared = params.n_frames;
         Ok(Self {
-            track: track.id,
+            track,
             format,
             decoder,
             spec: Spec { rate, channels },

@@ -27,7 +27,7 @@ pub use probe::{AUDIO_EXTENSIONS, MediaInfo, SharedBytes, probe};
 pub use queue::{QueueItem, parse_position, resolve};
 pub use session::{Control, PlayHook, PlayOptions, Player, State, Status, TrackStats, Tracks, counts};
 pub use sink::{MemorySink, NullSink, RawSink, Sink, SinkError, WavSink};
-pub use source::{ChunkSource, HasStore};
+pub use source::ChunkSource;
 
 /// Why audio could not be read.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

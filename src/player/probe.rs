@@ -9,10 +9,10 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+use symphonia::core::codecs::{CODEC_TYPE_NULL, CodecParameters, Decoder, DecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
-use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
+use symphonia::core::io::{MediaSource, MediaSourceStream, MediaSourceStreamOptions};
 use symphonia::core::meta::{MetadataOptions, MetadataRevision, StandardTagKey};
 use symphonia::core::probe::Hint;
 
@@ -60,27 +60,50 @@ pub struct MediaInfo {
 
 /// Opens a symphonia format reader over in-memory bytes.
 pub fn open_reader(bytes: SharedBytes, ext: Option<&str>) -> Result<Box<dyn FormatReader>, MediaError> {
-    let (format, _) = open_with_meta(bytes, ext)?;
+    let (format, _) = open_source(Box::new(Cursor::new(bytes)), ext, false)?;
     Ok(format)
 }
 
-fn open_with_meta(
-    bytes: SharedBytes,
+/// Probes `source` (with the extension `ext` as a hint): the format reader, and the
+/// container's outer metadata (ID3v2 and the like).
+pub(super) fn open_source(
+    source: Box<dyn MediaSource>,
     ext: Option<&str>,
+    gapless: bool,
 ) -> Result<(Box<dyn FormatReader>, Option<MetadataRevision>), MediaError> {
-    let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), MediaSourceStreamOptions::default());
+    let mss = MediaSourceStream::new(source, MediaSourceStreamOptions::default());
     let mut hint = Hint::new();
     if let Some(e) = ext {
         hint.with_extension(e);
     }
-    // Gapless mode trims to a length symphonia may have *estimated* (a VBR MP3 without a Xing
-    // header); we count untrimmed packets and subtract the encoder's delay/padding ourselves.
-    let opts = FormatOptions { enable_gapless: false, ..FormatOptions::default() };
-    let mut probed = symphonia::default::get_probe()
-        .format(&hint, mss, &opts, &MetadataOptions::default())
-        .map_err(|e| MediaError::NotAudio(e.to_string()))?;
+    let opts = FormatOptions { enable_gapless: gapless, ..FormatOptions::default() };
+    let mut probed = symphonia::default::get_probe().format(&hint, mss, &opts, &MetadataOptions::default()).map_err(
+        |e| match e {
+            SymError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
+                MediaError::Unreadable(io.to_string())
+            }
+            other => MediaError::NotAudio(other.to_string()),
+        },
+    )?;
     let outer = probed.metadata.get().and_then(|m| m.current().cloned());
     Ok((probed.format, outer))
+}
+
+/// The first audio track: its id and codec parameters.
+pub(super) fn audio_track(format: &dyn FormatReader) -> Result<(u32, CodecParameters), MediaError> {
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| MediaError::NotAudio("no audio track".into()))?;
+    Ok((track.id, track.codec_params.clone()))
+}
+
+/// A decoder for a track's codec.
+pub(super) fn make_decoder(params: &CodecParameters) -> Result<Box<dyn Decoder>, MediaError> {
+    symphonia::default::get_codecs()
+        .make(params, &DecoderOptions::default())
+        .map_err(|e| MediaError::Unsupported(e.to_string()))
 }
 
 /// Probes and checks a whole file held in memory. `ext` is a hint (the file's extension).
@@ -89,21 +112,15 @@ pub fn probe(bytes: SharedBytes, ext: Option<&str>) -> Result<MediaInfo, MediaEr
         check_ogg_complete(bytes.as_ref())?;
     }
     let has_vbr_header = mp3_has_length_header(bytes.as_ref());
-    let (mut format, outer_meta) = open_with_meta(bytes, ext)?;
-    let track = format
-        .tracks()
-        .iter()
-        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-        .ok_or_else(|| MediaError::NotAudio("no audio track".into()))?;
-    let params = track.codec_params.clone();
-    let track_id = track.id;
+    // Gapless mode trims to a length symphonia may have *estimated* (a VBR MP3 without a Xing
+    // header); we count untrimmed packets and subtract the encoder's delay/padding ourselves.
+    let (mut format, outer_meta) = open_source(Box::new(Cursor::new(bytes)), ext, false)?;
+    let (track_id, params) = audio_track(format.as_ref())?;
     let codec = symphonia::default::get_codecs()
         .get_codec(params.codec)
         .map(|d| d.short_name.to_string())
         .ok_or_else(|| MediaError::Unsupported(format!("codec {:?}", params.codec)))?;
-    let mut decoder = symphonia::default::get_codecs()
-        .make(&params, &DecoderOptions::default())
-        .map_err(|e| MediaError::Unsupported(e.to_string()))?;
+    let mut decoder = make_decoder(&params)?;
     let sample_rate = params.sample_rate.ok_or_else(|| MediaError::NotAudio("no sample rate".into()))?;
     let mut channels = params.channels.map(|c| c.count() as u16).unwrap_or(0);
 

@@ -93,20 +93,12 @@ fn non_empty(items: Vec<QueueItem>, query: &str) -> Result<Vec<QueueItem>, PlayE
     if items.is_empty() { Err(PlayError::NothingFound(query.to_string())) } else { Ok(items) }
 }
 
-/// Shuffles in place (Fisher–Yates) with a seeded generator (splitmix64): the same seed gives
-/// the same order, which keeps tests and bug reports reproducible.
+/// Shuffles in place (Fisher–Yates) with a seeded generator: the same seed gives the same
+/// order, which keeps tests and bug reports reproducible.
 pub fn shuffle<T>(items: &mut [T], seed: u64) {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::synth::Rng::new(seed);
     for i in (1..items.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        items.swap(i, j);
+        items.swap(i, rng.below(i as u64 + 1) as usize);
     }
 }
 

@@ -258,7 +258,7 @@ impl Player {
 
     /// True once playback has ended.
     pub fn is_finished(&self) -> bool {
-        self.status().state == State::Stopped
+        self.shared.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).state == State::Stopped
     }
 
     /// Blocks until playback ends; returns the final state. Errs if every track failed.

@@ -9,28 +9,16 @@ use std::time::{Duration, Instant};
 use symphonia::core::io::MediaSource;
 
 use super::feed::{Feed, FeedError};
-use crate::catalog::Store;
+use crate::Local;
 use crate::catalog::chunk::{Manifest, chunk_index, chunk_ranges};
 use crate::catalog::ids::ContentId;
 
 /// How long a read waits between nudges of the fetcher when nothing arrives.
 const NUDGE_EVERY: Duration = Duration::from_millis(500);
 
-/// Anything that owns a [`Store`] (the node's local state, or a test's).
-pub trait HasStore: Send + Sync {
-    /// The store.
-    fn store(&self) -> &Store;
-}
-
-impl HasStore for crate::Local {
-    fn store(&self) -> &Store {
-        &self.store
-    }
-}
-
 /// Reads one track's bytes from the store, waiting on a [`Feed`] for chunks still in flight.
 pub struct ChunkSource {
-    local: Arc<dyn HasStore>,
+    local: Arc<Local>,
     id: ContentId,
     manifest: Manifest,
     starts: Vec<u64>,
@@ -50,13 +38,7 @@ impl ChunkSource {
     /// A source for track `id` described by `manifest`. Without a feed every chunk must be
     /// stored already; with one, reads wait for missing chunks for up to `stall` without
     /// progress before failing.
-    pub fn new(
-        local: Arc<dyn HasStore>,
-        id: ContentId,
-        manifest: Manifest,
-        feed: Option<Arc<Feed>>,
-        stall: Duration,
-    ) -> Self {
+    pub fn new(local: Arc<Local>, id: ContentId, manifest: Manifest, feed: Option<Arc<Feed>>, stall: Duration) -> Self {
         let starts = chunk_ranges(manifest.size).map(|r| r.start).collect();
         Self { local, id, manifest, starts, pos: 0, current: None, feed, stall }
     }
@@ -77,7 +59,7 @@ impl ChunkSource {
 
     fn load(&mut self, idx: usize) -> std::io::Result<()> {
         let chunk = *self.manifest.chunks.get(idx).ok_or_else(|| other(format!("chunk {idx} is past the end")))?;
-        let store = self.local.store();
+        let store = &self.local.store;
         if let Some(feed) = &self.feed {
             feed.want(idx);
         }
