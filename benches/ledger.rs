@@ -60,6 +60,7 @@ async fn settlement(plays: u64) {
         licence: Licence::known("CC-BY-4.0").expect("licence"),
         splits: None,
         skip_bad: false,
+        copy: false,
     };
     artist.publish(&album, opts).await.expect("publish");
     let key = artist.local().identity.artist_key().expect("artist key");

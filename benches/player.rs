@@ -114,6 +114,7 @@ async fn run(plays: usize) {
         licence: Licence::known("CC-BY-4.0").expect("licence"),
         splits: None,
         skip_bad: false,
+        copy: false,
     };
     let total = plays + 10;
     for i in 0..total {

@@ -46,13 +46,14 @@ fn make_album(dir: &Path) -> (Vec<PathBuf>, u64) {
     (files, bytes)
 }
 
-fn options() -> PublishOptions {
+fn options(copy: bool) -> PublishOptions {
     PublishOptions {
         title: Some("Bench".into()),
         date: None,
         licence: Licence::known("CC-BY-4.0").unwrap(),
         splits: None,
         skip_bad: false,
+        copy,
     }
 }
 
@@ -61,17 +62,20 @@ fn fresh_node(root: &Path, n: usize) -> Local {
     Local::init(&home, Some("Bench Artist")).unwrap().0
 }
 
-fn publish_once(album: &Path, root: &Path, n: usize) -> Duration {
+fn publish_once(album: &Path, root: &Path, n: usize, copy: bool) -> Duration {
     let node = fresh_node(root, n);
     let t = Instant::now();
-    let r = node.publish(album, &options(), &|_| {}).unwrap();
+    let r = node.publish(album, &options(copy), &|_| {}).unwrap();
     let d = t.elapsed();
     let ms = |us: u64| us as f64 / 1e3;
     let tm = &r.timings;
     println!(
-        "  phases: check {:.1} ms, read+hash {:.1} ms, write {:.1} ms, sign+commit {:.1} ms",
+        "  {}: {:.1} ms = check+hash {:.1} ms (cpu: probe {:.1}, read+hash {:.1}), store {:.1} ms, sign+commit {:.1} ms",
+        if copy { "copy    " } else { "in place" },
+        ms(d.as_micros() as u64),
         ms(tm.check_us),
-        ms(tm.hash_us),
+        ms(tm.probe_cpu_us),
+        ms(tm.hash_cpu_us),
         ms(tm.write_us),
         ms(tm.commit_us)
     );
@@ -98,30 +102,35 @@ fn bench(c: &mut Criterion) {
     let mb = bytes as f64 / 1e6;
     let mut n = 0;
 
-    // Head-to-head, same files, same page cache state, 7 runs each, medians.
-    let _ = publish_once(&album, tmp.path(), {
+    // Head-to-head on the same files, interleaved so all three see the same machine state:
+    // 7 rounds of b3sum, publish in place (the default) and publish --copy; medians.
+    for copy in [false, true] {
         n += 1;
-        n
-    }); // warm-up
-    let publish: Vec<Duration> = (0..7)
-        .map(|_| {
-            n += 1;
-            publish_once(&album, tmp.path(), n)
-        })
-        .collect();
-    let b3: Vec<Duration> = (0..7).filter_map(|_| b3sum_once(&files)).collect();
-    let p = median(publish);
-    println!("\n=== publish vs b3sum: {} files, {:.1} MB ===", files.len(), mb);
-    println!("busker publish : {:>8.1} ms  {:>7.1} MB/s", p.as_secs_f64() * 1e3, mb / p.as_secs_f64());
+        publish_once(&album, tmp.path(), n, copy); // warm-up
+    }
+    let (mut b3, mut in_place, mut copied) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..7 {
+        b3.extend(b3sum_once(&files));
+        n += 1;
+        in_place.push(publish_once(&album, tmp.path(), n, false));
+        n += 1;
+        copied.push(publish_once(&album, tmp.path(), n, true));
+    }
+    let row = |name: &str, d: Duration| {
+        println!("{name:<24}: {:>8.1} ms  {:>7.1} MB/s", d.as_secs_f64() * 1e3, mb / d.as_secs_f64());
+    };
+    println!("\n=== publish vs b3sum: {} files, {:.1} MB (medians of 7) ===", files.len(), mb);
+    let (p, pc) = (median(in_place), median(copied));
+    row("busker publish", p);
+    row("busker publish --copy", pc);
     if b3.is_empty() {
-        println!("b3sum          : not installed (run benches/publish.sh to install it)");
+        println!("b3sum                   : not installed (run benches/publish.sh to install it)");
     } else {
         let b = median(b3);
-        println!("b3sum          : {:>8.1} ms  {:>7.1} MB/s", b.as_secs_f64() * 1e3, mb / b.as_secs_f64());
-        println!(
-            "ratio          : publish takes {:.2}x b3sum's wall time (target <= 2.00)\n",
-            p.as_secs_f64() / b.as_secs_f64()
-        );
+        row("b3sum", b);
+        let ratio = |d: Duration| d.as_secs_f64() / b.as_secs_f64();
+        println!("ratio                   : publish takes {:.2}x b3sum's wall time (target <= 2.00)", ratio(p));
+        println!("ratio with --copy       : {:.2}x\n", ratio(pc));
     }
 
     let mut g = c.benchmark_group("publish");
@@ -132,7 +141,7 @@ fn bench(c: &mut Criterion) {
                 n += 1;
                 (fresh_node(tmp.path(), n), n)
             },
-            |(node, _)| node.publish(&album, &options(), &|_| {}).unwrap(),
+            |(node, _)| node.publish(&album, &options(false), &|_| {}).unwrap(),
             BatchSize::PerIteration,
         )
     });

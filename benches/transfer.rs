@@ -22,6 +22,7 @@ fn options() -> PublishOptions {
         licence: Licence::known("CC-BY-4.0").unwrap(),
         splits: None,
         skip_bad: false,
+        copy: false,
     }
 }
 

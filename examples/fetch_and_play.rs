@@ -29,6 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         licence: Licence::known("CC-BY-4.0").ok_or("unknown licence")?,
         splits: None,
         skip_bad: false,
+        copy: false,
     };
     let published = artist.publish(&album, opts).await?;
 

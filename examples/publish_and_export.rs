@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         licence: Licence::known("CC-BY-4.0").ok_or("unknown licence")?,
         splits: None,
         skip_bad: false,
+        copy: false,
     };
     let report = node.publish(&album, &opts, &|event| {
         if let PublishEvent::Scanned { files, bytes } = event {

@@ -116,11 +116,12 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
             referral_bps: 500,
         }),
         skip_bad: false,
+        copy: false,
     };
     let started = Instant::now();
     let report = artist.publish(&album, opts.clone()).await?;
     say(&format!(
-        "          release {}  ({} tracks, catalog v{}, {} chunks, {:.0} ms)",
+        "          release {}  ({} tracks, catalog v{}, {} chunks served in place from the files, {:.0} ms)",
         report.release_id.short(),
         report.release.tracks.len(),
         report.seq,

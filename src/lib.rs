@@ -35,6 +35,7 @@
 //!     licence: Licence::known("CC-BY-4.0").expect("known licence"),
 //!     splits: None,
 //!     skip_bad: false,
+//!     copy: false,
 //! };
 //! let report = node.publish("./album".as_ref(), &opts, &|_| {})?;
 //! println!("release {}", report.release_id);

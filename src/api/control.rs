@@ -36,6 +36,9 @@ pub struct PublishRequest {
     pub splits: Option<Splits>,
     /// Skip undecodable files.
     pub skip_bad: bool,
+    /// Copy the files into the store instead of serving them in place.
+    #[serde(default)]
+    pub copy: bool,
 }
 
 /// `POST /v1/get`.
@@ -184,8 +187,14 @@ async fn catalog(State(s): State<AppState>, Query(q): Query<CatalogQuery>) -> Ap
 }
 
 async fn publish(State(s): State<AppState>, Json(r): Json<PublishRequest>) -> ApiResult<PublishReport> {
-    let opts =
-        PublishOptions { title: r.title, date: r.date, licence: r.licence, splits: r.splits, skip_bad: r.skip_bad };
+    let opts = PublishOptions {
+        title: r.title,
+        date: r.date,
+        licence: r.licence,
+        splits: r.splits,
+        skip_bad: r.skip_bad,
+        copy: r.copy,
+    };
     Ok(Json(s.node.publish(&r.dir, opts).await?))
 }
 

@@ -26,6 +26,7 @@
 //! manifest gives. Identical files (and identical chunks at the same offset) are stored once.
 //! The track's content id is the BLAKE3 hash of its manifest's encoding.
 
+use std::io::Read;
 use std::ops::Range;
 
 use blake3::hazmat::{ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root};
@@ -41,6 +42,8 @@ pub const CHUNK: u64 = 256 * 1024;
 /// Largest file a manifest may describe (8 GiB).
 pub const MAX_FILE_BYTES: u64 = 8 << 30;
 const MANIFEST_VERSION: u8 = 2;
+/// Bytes read at a time when hashing a file: a multiple of [`CHUNK`], so blocks hold whole chunks.
+const HASH_BLOCK: u64 = 32 * CHUNK;
 /// Chunk starts below [`CHUNK`]: the ramp.
 const RAMP: [u64; 4] = [0, 32 * 1024, 64 * 1024, 128 * 1024];
 
@@ -148,6 +151,37 @@ impl Manifest {
         Self { version: MANIFEST_VERSION, size: data.len() as u64, hash, chunks }
     }
 
+    /// Hashes a file of `size` bytes read from `r`, a block at a time so memory stays bounded
+    /// whatever the file's size; the chunks of each block are hashed in parallel.
+    pub fn read_from(r: &mut impl Read, size: u64) -> std::io::Result<Self> {
+        let short = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file is shorter than its size");
+        if size <= HASH_BLOCK {
+            let mut buf = Vec::with_capacity(size as usize);
+            r.take(size).read_to_end(&mut buf)?;
+            return if buf.len() as u64 == size { Ok(Self::build(&buf)) } else { Err(short()) };
+        }
+        let ranges: Vec<Range<u64>> = chunk_ranges(size).collect();
+        let mut chunks = Vec::with_capacity(ranges.len());
+        let mut buf = vec![0u8; HASH_BLOCK as usize];
+        let (mut start, mut next) = (0u64, 0usize);
+        while start < size {
+            let end = (start + HASH_BLOCK).min(size);
+            let block = &mut buf[..(end - start) as usize];
+            r.read_exact(block)?;
+            // Blocks are whole multiples of CHUNK, so no chunk straddles two blocks.
+            let upto = ranges[next..].iter().position(|c| c.start >= end).map_or(ranges.len(), |k| next + k);
+            let block = &*block;
+            let cvs: Vec<ContentId> = ranges[next..upto]
+                .par_iter()
+                .filter_map(|c| chunk_cv(c.start, &block[(c.start - start) as usize..(c.end - start) as usize]))
+                .collect();
+            chunks.extend(cvs);
+            (start, next) = (end, upto);
+        }
+        let hash = merge_root(size, &chunks).ok_or_else(short)?;
+        Ok(Self { version: MANIFEST_VERSION, size, hash, chunks })
+    }
+
     /// The canonical encoding, whose hash is the content id.
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).unwrap_or_default()
@@ -237,6 +271,12 @@ mod tests {
                 assert!(m.chunk_matches(i, &data[r.start as usize..r.end as usize]));
             }
             assert_eq!(Manifest::decode(&m.encode(), &m.id()).unwrap(), m);
+        }
+        for n in [5u64 << 20, HASH_BLOCK, HASH_BLOCK + 1, 3 * HASH_BLOCK + CHUNK + 5] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 13 % 253) as u8).collect();
+            let streamed = Manifest::read_from(&mut data.as_slice(), n).unwrap();
+            assert_eq!(streamed, Manifest::build(&data), "{n} bytes hashed a block at a time");
+            assert!(Manifest::read_from(&mut &data[..data.len() - 1], n).is_err(), "a short file is an error");
         }
         let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let m = Manifest::build(&data);

@@ -17,6 +17,7 @@ pub mod model;
 pub mod publish;
 pub mod search;
 pub mod signed;
+pub mod sources;
 pub mod store;
 mod store_net;
 

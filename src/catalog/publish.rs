@@ -1,15 +1,17 @@
 //! Publishing: a folder of audio files becomes a signed release in the artist's catalog.
 //!
-//! 1. **Scan and check** every audio file (in parallel): it must decode, must not be
-//!    truncated, and its duration is counted from the stream. Nothing is written yet, so a bad
-//!    file leaves the store untouched (unless the caller asked to skip bad files).
-//! 2. **Chunk and hash** each file (both cores), writing only chunks the store lacks.
-//! 3. **Sign and commit** the new catalog version together with the manifests, chunk index and
-//!    pins, in one transaction (see [`super::store`]).
+//! 1. **Check and hash** every audio file (in parallel): it must decode, must not be
+//!    truncated, and its duration is counted from the stream; its chunks are hashed a block
+//!    at a time. Nothing is written yet, so a bad file leaves the store untouched (unless the
+//!    caller asked to skip bad files).
+//! 2. **Record** where each file is, so its chunks are served in place (see
+//!    [`super::sources`]), or with `copy` write the chunks the store lacks into chunk files.
+//! 3. **Sign and commit** the new catalog version together with the manifests, chunk index,
+//!    file records and pins, in one transaction (see [`super::store`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
@@ -19,8 +21,9 @@ use super::chunk::{MAX_FILE_BYTES, Manifest};
 use super::ids::{ArtistKey, ContentId};
 use super::model::{Content, Licence, Release, Splits, Track};
 use super::signed::SignedCatalog;
+use super::sources::Source;
 use super::store::{Batch, ChunkEntry, Store, StoreError};
-use crate::player::{AUDIO_EXTENSIONS, MediaError, MediaInfo, SharedBytes, probe};
+use crate::player::{AUDIO_EXTENSIONS, MediaInfo, probe_file};
 
 /// Most files one publish considers.
 pub const MAX_FILES: usize = 500;
@@ -86,6 +89,8 @@ pub struct PublishOptions {
     pub splits: Option<Splits>,
     /// Import the good files and list the bad ones, instead of failing.
     pub skip_bad: bool,
+    /// Copy the files into the store instead of serving them where they are.
+    pub copy: bool,
 }
 
 /// Progress while publishing.
@@ -127,16 +132,18 @@ pub struct PublishReport {
     pub timings: PublishTimings,
 }
 
-/// Wall time of each publishing phase, in microseconds.
+/// Where the time of a publish went, in microseconds.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct PublishTimings {
-    /// Checking every file decodes (reading, probing, counting its duration).
+    /// Wall time checking and hashing every file (in parallel).
     pub check_us: u64,
-    /// Reading, chunking and hashing.
-    pub hash_us: u64,
-    /// Writing chunk files.
+    /// CPU time of that spent checking that files decode and counting their length.
+    pub probe_cpu_us: u64,
+    /// CPU time of that spent reading and hashing.
+    pub hash_cpu_us: u64,
+    /// Wall time deciding which chunks are new, and writing chunk files (`copy` only).
     pub write_us: u64,
-    /// Signing and the store commit (including its flush).
+    /// Wall time signing and committing (including the flush to disk).
     pub commit_us: u64,
 }
 
@@ -144,12 +151,12 @@ struct Found {
     path: PathBuf,
     info: MediaInfo,
     size: u64,
-    /// The bytes read while checking, kept so they are not read twice (within a budget).
-    bytes: Option<Arc<Vec<u8>>>,
+    manifest: Manifest,
+    /// The file as it was when hashed, if it can be served in place.
+    source: Option<Source>,
+    probe_us: u64,
+    hash_us: u64,
 }
-
-/// Most bytes of checked files kept in memory for hashing instead of being read again.
-const KEEP_CHECKED_BYTES: u64 = 1 << 30;
 
 /// Publishes the audio files in `dir` as a new release signed by `key`.
 pub fn publish(
@@ -168,18 +175,12 @@ pub fn publish(
     let total: u64 = audio.iter().map(|(_, s)| s).sum();
     progress(PublishEvent::Scanned { files: audio.len(), bytes: total });
     let mut timings = PublishTimings::default();
-    let phase = std::time::Instant::now();
+    let phase = Instant::now();
 
-    let keep = total <= KEEP_CHECKED_BYTES;
     let checked: Vec<Result<Found, BadFile>> = audio
         .par_iter()
         .map(|(path, size)| {
-            let r = check_file(path, *size, keep).map(|(info, bytes)| Found {
-                path: path.clone(),
-                info,
-                size: *size,
-                bytes,
-            });
+            let r = check_and_hash(path, *size);
             progress(PublishEvent::Checked(path.clone()));
             r
         })
@@ -195,6 +196,8 @@ pub fn publish(
         return Err(PublishError::BadFiles(bad));
     }
     timings.check_us = phase.elapsed().as_micros() as u64;
+    timings.probe_cpu_us = found.iter().map(|f| f.probe_us).sum();
+    timings.hash_cpu_us = found.iter().map(|f| f.hash_us).sum();
     found.sort_by(|a, b| {
         (a.info.track_number.unwrap_or(u32::MAX), &a.path).cmp(&(b.info.track_number.unwrap_or(u32::MAX), &b.path))
     });
@@ -203,29 +206,23 @@ pub fn publish(
     let mut seen = HashSet::new();
     let mut new_bytes = 0;
     let mut tracks = Vec::with_capacity(found.len());
-    for (i, f) in found.iter_mut().enumerate() {
-        let kept = f.bytes.take(); // freed once this file is stored
-        let (id, n) = import_file(
-            store,
-            &f.path,
-            kept.as_deref().map(Vec::as_slice),
-            &mut batch,
-            &mut seen,
-            &mut timings,
-            progress,
-        )?;
+    let phase = Instant::now();
+    for (i, f) in found.iter().enumerate() {
+        let (id, n) = import_file(store, f, opts.copy, &mut batch, &mut seen)?;
+        progress(PublishEvent::Stored(f.size));
         new_bytes += n;
         tracks.push(track_entry(f, id, i));
     }
     let cover = match cover {
         Some(path) => {
-            let (id, n) = import_file(store, &path, None, &mut batch, &mut seen, &mut timings, progress)?;
+            let f = hash_only(&path)?;
+            let (id, n) = import_file(store, &f, opts.copy, &mut batch, &mut seen)?;
             new_bytes += n;
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            Some(Content { id, size, mime: image_mime(&path).to_string() })
+            Some(Content { id, size: f.size, mime: image_mime(&path).to_string() })
         }
         None => None,
     };
+    timings.write_us = phase.elapsed().as_micros() as u64;
     let release = Release {
         title: opts
             .title
@@ -238,7 +235,7 @@ pub fn publish(
         splits: opts.splits.clone().unwrap_or_else(|| Splits::sole(artist)),
         tracks,
     };
-    let phase = std::time::Instant::now();
+    let phase = Instant::now();
     let release_id = release.id();
     batch.pins = batch.manifests.iter().map(|(id, _)| *id).collect();
     let already_published = current.catalog().release(&release_id).is_some();
@@ -269,63 +266,88 @@ pub fn publish(
     })
 }
 
-/// What checking a file yields: its media info, and its bytes if they are to be kept.
-type Checked = (MediaInfo, Option<Arc<Vec<u8>>>);
-
-fn check_file(path: &Path, size: u64, keep: bool) -> Result<Checked, BadFile> {
+/// Checks that a file is audio, counts its length and hashes its chunks, noting how the file
+/// looked so that a change while publishing (or later) is caught.
+fn check_and_hash(path: &Path, size: u64) -> Result<Found, BadFile> {
     let bad = |reason: String| BadFile { path: path.to_path_buf(), reason };
     if size > MAX_FILE_BYTES {
         return Err(bad(format!("{size} bytes is over the {MAX_FILE_BYTES}-byte limit")));
     }
-    let bytes = Arc::new(std::fs::read(path).map_err(|e| bad(e.to_string()))?);
-    let ext = extension(path);
-    let info = probe(SharedBytes(bytes.clone()), ext.as_deref()).map_err(|e: MediaError| bad(e.to_string()))?;
-    Ok((info, keep.then_some(bytes)))
+    let path = std::fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
+    let before = Source::of(&path);
+    let t = Instant::now();
+    let info = probe_file(&path, extension(&path).as_deref()).map_err(|e| bad(e.to_string()))?;
+    let probe_us = t.elapsed().as_micros() as u64;
+    let t = Instant::now();
+    let mut found = hash_only(&path).map_err(|e| bad(e.to_string()))?;
+    let hash_us = t.elapsed().as_micros() as u64;
+    if found.source != before || found.size != size {
+        return Err(bad("the file changed while it was being published".into()));
+    }
+    found.info = info;
+    (found.probe_us, found.hash_us) = (probe_us, hash_us);
+    Ok(found)
 }
 
-/// Chunks, hashes and writes one file; returns its manifest id and the bytes newly written.
+/// Hashes a file's chunks (no audio check: cover art).
+fn hash_only(path: &Path) -> Result<Found, PublishError> {
+    let io = |source| PublishError::Io { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(io(std::io::Error::other(format!("{size} bytes is over the {MAX_FILE_BYTES}-byte limit"))));
+    }
+    let manifest = Manifest::read_from(&mut file, size).map_err(io)?;
+    let source = std::fs::canonicalize(path).ok().and_then(|p| Source::of(&p)).filter(|s| s.size == size);
+    let (path, info) = (path.to_path_buf(), MediaInfo::default());
+    Ok(Found { path, info, size, manifest, source, probe_us: 0, hash_us: 0 })
+}
+
+/// Adds one hashed file to the batch: its manifest, and the chunks the store lacks, either
+/// served in place from the file or (with `copy`, or a file that cannot be recorded) copied
+/// into chunk files. Returns its manifest id and the bytes newly added.
 fn import_file(
     store: &Store,
-    path: &Path,
-    kept: Option<&[u8]>,
+    f: &Found,
+    copy: bool,
     batch: &mut Batch,
     seen: &mut HashSet<ContentId>,
-    timings: &mut PublishTimings,
-    progress: &(dyn Fn(PublishEvent) + Sync),
 ) -> Result<(ContentId, u64), PublishError> {
-    let phase = std::time::Instant::now();
-    let read;
-    let data: &[u8] = match kept {
-        Some(bytes) => bytes,
-        None => {
-            read = std::fs::read(path).map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
-            &read
-        }
-    };
-    let manifest = Manifest::build(data);
-    timings.hash_us += phase.elapsed().as_micros() as u64;
-    let phase = std::time::Instant::now();
-    // Decide sequentially (dedup), write in parallel: creating files is partly kernel CPU.
-    let mut to_write = Vec::new();
-    for (chunk, range) in manifest.chunk_plan() {
+    let id = f.manifest.id();
+    let mut new = Vec::new();
+    for (chunk, range) in f.manifest.chunk_plan() {
         if seen.insert(chunk) && !store.has_intact_chunk(&chunk)? {
-            to_write.push((chunk, range));
+            new.push((chunk, range));
         }
     }
-    to_write.par_iter().try_for_each(|(chunk, r)| store.write_chunk(chunk, &data[r.start as usize..r.end as usize]))?;
-    let mut written = 0;
-    for (chunk, range) in to_write {
+    let in_place = f.source.clone().filter(|_| !copy);
+    if in_place.is_none() {
+        // Read each chunk again and check it is still what was hashed before storing it.
+        let changed =
+            || PublishError::Io { path: f.path.clone(), source: std::io::Error::other("changed while publishing") };
+        let reader = Source { path: f.path.to_string_lossy().into_owned(), size: f.size, mtime_ns: 0 };
+        new.par_iter().try_for_each(|(chunk, r)| {
+            let bytes = reader.read(r.start, (r.end - r.start) as u32).map_err(|_| changed())?;
+            if super::chunk::chunk_cv(r.start, &bytes) != Some(*chunk) {
+                return Err(changed());
+            }
+            store.write_chunk(chunk, &bytes).map_err(PublishError::from)
+        })?;
+    }
+    let source = in_place.as_ref().map(|_| id);
+    let mut added = 0;
+    for (chunk, range) in new {
         let len = range.end - range.start;
-        batch.chunks.push((chunk, ChunkEntry { len: len as u32, offset: range.start }));
-        written += len;
+        batch.chunks.push((chunk, ChunkEntry { len: len as u32, offset: range.start, source }));
+        added += len;
     }
-    progress(PublishEvent::Stored(manifest.size));
-    let id = manifest.id();
+    if let Some(s) = in_place.filter(|_| source.is_some() && added > 0) {
+        batch.sources.push((id, s));
+    }
     if seen.insert(id) && store.manifest(&id)?.is_none() {
-        batch.manifests.push((id, manifest.encode()));
+        batch.manifests.push((id, f.manifest.encode()));
     }
-    timings.write_us += phase.elapsed().as_micros() as u64;
-    Ok((id, written))
+    Ok((id, added))
 }
 
 fn track_entry(f: &Found, id: ContentId, index: usize) -> Track {

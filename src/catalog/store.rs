@@ -1,4 +1,6 @@
-//! The local store: chunk index, manifests, catalogs and pins in sled; chunk bytes in files.
+//! The local store: chunk index, manifests, catalogs and pins in sled; chunk bytes in files,
+//! either the store's own chunk files or, for published files, the files themselves (see
+//! [`super::sources`]).
 //!
 //! # Why chunk bytes are files, not sled values
 //!
@@ -38,6 +40,7 @@ use super::blobs::ChunkFiles;
 use super::chunk::{Manifest, ManifestError};
 use super::ids::{ArtistKey, ContentId};
 use super::signed::SignedCatalog;
+use super::sources::Source;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,14 @@ pub enum StoreError {
     /// A chunk the index or a manifest refers to has no file.
     #[error("chunk {0} is missing")]
     MissingChunk(ContentId),
+    /// A published file served in place no longer holds the chunk it held when published.
+    #[error("chunk {chunk} no longer matches {}: the published file was changed, moved or deleted", path.display())]
+    SourceChanged {
+        /// The chunk.
+        chunk: ContentId,
+        /// The published file.
+        path: PathBuf,
+    },
     /// A stored manifest is damaged.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -74,28 +85,36 @@ pub enum StoreError {
     Ambiguous(String),
 }
 
-/// A chunk index entry: the chunk's length and its offset in its file (which its chaining
-/// value depends on). Stored as 12 little-endian bytes.
+/// A chunk index entry: the chunk's length, its offset in its file (which its chaining value
+/// depends on), and where its bytes are. Stored as 12 little-endian bytes, plus the 32-byte
+/// source id for a chunk served from a published file in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkEntry {
     /// Length in bytes.
     pub len: u32,
     /// Offset of the chunk in its file.
     pub offset: u64,
+    /// `None`: the store's own chunk file. `Some(id)`: at `offset` in the published file
+    /// recorded under `id` (the file's manifest id) in the sources tree.
+    pub source: Option<ContentId>,
 }
 
 impl ChunkEntry {
-    pub(super) fn encode(&self) -> [u8; 12] {
-        let mut b = [0u8; 12];
-        b[..4].copy_from_slice(&self.len.to_le_bytes());
-        b[4..].copy_from_slice(&self.offset.to_le_bytes());
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(44);
+        b.extend_from_slice(&self.len.to_le_bytes());
+        b.extend_from_slice(&self.offset.to_le_bytes());
+        if let Some(s) = &self.source {
+            b.extend_from_slice(&s.0);
+        }
         b
     }
 
     pub(super) fn decode(b: &[u8]) -> Self {
         let len = b.get(..4).and_then(|x| x.try_into().ok()).map_or(0, u32::from_le_bytes);
         let offset = b.get(4..12).and_then(|x| x.try_into().ok()).map_or(0, u64::from_le_bytes);
-        Self { len, offset }
+        let source = b.get(12..44).and_then(|x| x.try_into().ok()).map(ContentId);
+        Self { len, offset, source }
     }
 }
 
@@ -110,6 +129,8 @@ pub struct Batch {
     pub catalog: Option<SignedCatalog>,
     /// Content to keep regardless of storage pressure.
     pub pins: Vec<ContentId>,
+    /// Published files served in place, by manifest id.
+    pub sources: Vec<(ContentId, Source)>,
 }
 
 /// The local content and catalog store.
@@ -124,6 +145,8 @@ pub struct Store {
     pub(super) wanted: sled::Tree,
     /// Last time each chunk was read or written (unix seconds), for LRU eviction.
     pub(super) access: sled::Tree,
+    /// Published files served in place, by manifest id.
+    pub(super) sources: sled::Tree,
     pub(super) files: ChunkFiles,
 }
 
@@ -144,6 +167,9 @@ pub struct VerifyReport {
     pub bad_catalogs: Vec<(ArtistKey, String)>,
     /// Chunk files not in the index (left by an interrupted import; harmless).
     pub orphans: usize,
+    /// Published files served in place that no longer hold what was published.
+    #[serde(default)]
+    pub changed_sources: Vec<PathBuf>,
 }
 
 impl VerifyReport {
@@ -176,6 +202,7 @@ impl Store {
             pins: db.open_tree("pins")?,
             wanted: db.open_tree("wanted")?,
             access: db.open_tree("access")?,
+            sources: db.open_tree("sources")?,
             files: ChunkFiles::open(dir.join("chunks"))?,
             db,
         })
@@ -191,10 +218,20 @@ impl Store {
         Ok(self.chunk_index.contains_key(id.0)?)
     }
 
-    /// True if chunk `id` is indexed and its file has the indexed length (cheap: no hashing).
+    /// True if chunk `id` is indexed and its file looks intact (cheap: no hashing): a chunk
+    /// file of the indexed length, or a published file unchanged since publishing.
     pub fn has_intact_chunk(&self, id: &ContentId) -> Result<bool, StoreError> {
         let Some(entry) = self.chunk_index.get(id.0)? else { return Ok(false) };
-        Ok(self.files.len(id) == Some(u64::from(ChunkEntry::decode(&entry).len)))
+        let entry = ChunkEntry::decode(&entry);
+        Ok(match entry.source {
+            None => self.files.len(id) == Some(u64::from(entry.len)),
+            Some(source) => self.source(&source)?.is_some_and(|s| s.unchanged()),
+        })
+    }
+
+    /// The published file recorded under `id`, if any.
+    pub fn source(&self, id: &ContentId) -> Result<Option<Source>, StoreError> {
+        Ok(self.sources.get(id.0)?.and_then(|b| Source::decode(&b)))
     }
 
     /// Writes chunk bytes to a file; invisible until a [`Batch`] naming it is committed.
@@ -205,14 +242,24 @@ impl Store {
     /// Reads a chunk and verifies its chaining value.
     pub fn read_chunk(&self, id: &ContentId) -> Result<Vec<u8>, StoreError> {
         let entry = self.chunk_index.get(id.0)?.ok_or(StoreError::MissingChunk(*id))?;
-        self.files.read(id, ChunkEntry::decode(&entry).offset)
+        self.read_entry(id, &ChunkEntry::decode(&entry))
+    }
+
+    fn read_entry(&self, id: &ContentId, entry: &ChunkEntry) -> Result<Vec<u8>, StoreError> {
+        let Some(source) = entry.source else { return self.files.read(id, entry.offset) };
+        let changed = |path| StoreError::SourceChanged { chunk: *id, path };
+        let source = self.source(&source)?.ok_or_else(|| changed(PathBuf::from("(unrecorded file)")))?;
+        match source.read(entry.offset, entry.len) {
+            Ok(bytes) if super::chunk::chunk_cv(entry.offset, &bytes) == Some(*id) => Ok(bytes),
+            _ => Err(changed(source.path())),
+        }
     }
 
     /// Applies an import atomically, and flushes the metadata to disk. Rejects a catalog not
     /// newer than the stored one.
     pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        let trees = (&self.chunk_index, &self.manifests, &self.catalogs, &self.pins);
-        let result = trees.transaction(|(chunks, manifests, catalogs, pins)| {
+        let trees = (&self.chunk_index, &self.manifests, &self.catalogs, &self.pins, &self.sources);
+        let result = trees.transaction(|(chunks, manifests, catalogs, pins, sources)| {
             if let Some(new) = &batch.catalog {
                 let stored = match catalogs.get(new.artist().0)? {
                     Some(b) => SignedCatalog::verify(&b).ok().map(|c| c.seq()),
@@ -222,13 +269,16 @@ impl Store {
                 catalogs.insert(&new.artist().0, new.bytes())?;
             }
             for (id, entry) in &batch.chunks {
-                chunks.insert(&id.0, &entry.encode())?;
+                chunks.insert(&id.0, entry.encode())?;
             }
             for (id, bytes) in &batch.manifests {
                 manifests.insert(&id.0, bytes.as_slice())?;
             }
             for id in &batch.pins {
                 pins.insert(&id.0, &[])?;
+            }
+            for (id, source) in &batch.sources {
+                sources.insert(&id.0, source.encode())?;
             }
             Ok(())
         });
@@ -360,15 +410,15 @@ impl Store {
             }
         }
         report.bad_manifests.extend(wanted.into_iter().map(|id| (id, "referred to by a catalog but absent".into())));
-        let mut indexed: Vec<(ContentId, u64)> = Vec::new();
+        let mut indexed: Vec<(ContentId, ChunkEntry)> = Vec::new();
         for entry in self.chunk_index.iter() {
             let (key, value) = entry?;
-            indexed.push((ContentId(key.as_ref().try_into().unwrap_or([0; 32])), ChunkEntry::decode(&value).offset));
+            indexed.push((ContentId(key.as_ref().try_into().unwrap_or([0; 32])), ChunkEntry::decode(&value)));
         }
         let results: Vec<(ContentId, Result<u64, StoreError>)> = indexed
             .par_iter()
-            .map(|(id, offset)| {
-                let r = self.files.read(id, *offset).map(|b| b.len() as u64);
+            .map(|(id, entry)| {
+                let r = self.read_entry(id, entry).map(|b| b.len() as u64);
                 if let Ok(n) = &r {
                     progress(*n);
                 }
@@ -382,6 +432,10 @@ impl Store {
                 Ok(n) => report.bytes_checked += n,
                 Err(StoreError::CorruptChunk(_)) => report.corrupt.push(id),
                 Err(StoreError::MissingChunk(_)) => report.missing.push(id),
+                Err(StoreError::SourceChanged { path, .. }) => {
+                    report.corrupt.push(id);
+                    report.changed_sources.push(path);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -390,6 +444,8 @@ impl Store {
         report.corrupt.sort();
         report.missing.sort();
         report.missing.dedup();
+        report.changed_sources.sort();
+        report.changed_sources.dedup();
         Ok(report)
     }
 
@@ -405,14 +461,18 @@ impl Store {
         Ok(n)
     }
 
-    /// Number of indexed chunks and their total size in bytes.
+    /// Number of indexed chunks and the bytes the store's own chunk files take (published
+    /// files served in place are not counted: they are not the store's disk).
     pub fn usage(&self) -> Result<(usize, u64), StoreError> {
         let mut n = 0;
         let mut bytes = 0u64;
         for entry in self.chunk_index.iter() {
             let (_, v) = entry?;
             n += 1;
-            bytes += u64::from(ChunkEntry::decode(&v).len);
+            let e = ChunkEntry::decode(&v);
+            if e.source.is_none() {
+                bytes += u64::from(e.len);
+            }
         }
         Ok((n, bytes))
     }

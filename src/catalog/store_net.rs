@@ -21,7 +21,7 @@ impl Store {
         }
         if !self.has_intact_chunk(id)? {
             self.files.write(id, bytes)?;
-            self.chunk_index.insert(id.0, &ChunkEntry { len: bytes.len() as u32, offset }.encode())?;
+            self.chunk_index.insert(id.0, ChunkEntry { len: bytes.len() as u32, offset, source: None }.encode())?;
         }
         self.touch(id)?;
         Ok(true)
@@ -121,10 +121,12 @@ impl Store {
         for entry in self.chunk_index.iter() {
             let (k, v) = entry?;
             let id = id_of(&k);
-            if keep.contains(&id) {
+            let entry = ChunkEntry::decode(&v);
+            // Published files served in place are not the store's to delete.
+            if keep.contains(&id) || entry.source.is_some() {
                 continue;
             }
-            let len = u64::from(ChunkEntry::decode(&v).len);
+            let len = u64::from(entry.len);
             let at =
                 self.access.get(k)?.map(|t| u64::from_le_bytes(t.as_ref().try_into().unwrap_or([0; 8]))).unwrap_or(0);
             candidates.push((at, id, len));

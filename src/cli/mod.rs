@@ -98,6 +98,10 @@ pub enum Command {
         /// Publish the good files and list the bad ones instead of failing.
         #[arg(long)]
         skip_bad: bool,
+        /// Copy the files into the store. By default they are served where they are, so they
+        /// must stay there unchanged (`busker verify` names any that changed).
+        #[arg(long)]
+        copy: bool,
     },
     /// Search the catalogs this node knows for artists, releases and tracks.
     Search {
@@ -228,7 +232,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status => show::status(&remote.ok_or_else(need_daemon)?.get::<Status>("/v1/status")?),
         Command::Peers => show::peers(&remote.ok_or_else(need_daemon)?.get::<Vec<PeerInfo>>("/v1/peers")?),
-        Command::Publish { dir, title, licence, uses, date, splits, referral, skip_bad } => {
+        Command::Publish { dir, title, licence, uses, date, splits, referral, skip_bad, copy } => {
             let dir = absolute(dir)?;
             let config = home.config()?;
             let me = Identity::load(&home.keys_dir())?.artist_key();
@@ -239,6 +243,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 licence: options::licence_for(&licence_id, uses.as_deref())?,
                 splits: options::parse_splits(me, &splits, referral)?,
                 skip_bad,
+                copy,
             };
             let report: PublishReport = match remote {
                 Some(r) => {
@@ -249,6 +254,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         licence: opts.licence,
                         splits: opts.splits,
                         skip_bad,
+                        copy,
                     };
                     r.post("/v1/publish", &req)?
                 }

@@ -180,6 +180,9 @@ pub fn verify(r: &VerifyReport) {
     for (a, why) in &r.bad_catalogs {
         println!("BAD catalog of {a}: {why}");
     }
+    for p in &r.changed_sources {
+        println!("CHANGED published file {}: restore it, or publish it again", p.display());
+    }
     if r.orphans > 0 {
         println!("{} orphan chunk file(s) from an interrupted import (harmless)", r.orphans);
     }

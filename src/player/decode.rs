@@ -5,7 +5,10 @@
 //! it needs. Gapless mode is on, so encoder delay and padding are trimmed and the tracks of a
 //! release join without a gap.
 
+use std::io::{Seek, SeekFrom};
+
 use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::CODEC_TYPE_MP3;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatReader, SeekMode, SeekTo};
 use symphonia::core::io::MediaSource;
@@ -66,12 +69,23 @@ fn sym_error(e: SymError) -> MediaError {
 impl Decoder {
     /// Opens a track. `ext` is a hint (the original file's extension).
     pub fn open(source: Box<dyn MediaSource>, ext: Option<&str>) -> Result<Self, MediaError> {
-        let (format, _) = open_source(source, ext, true)?;
-        let (track, params) = audio_track(format.as_ref())?;
+        let (mut format, _) = open_source(source, ext, true)?;
+        let (mut track, mut params) = audio_track(format.as_ref())?;
+        let mut declared = params.n_frames;
+        if params.codec == CODEC_TYPE_MP3 && params.delay.is_none() {
+            // No LAME tag, so no delay or padding to trim. Symphonia's gapless mode would still
+            // cut the stream at its length, which for a VBR file without a Xing header is only
+            // an estimate from the first frame's bit rate: open it again without trimming, and
+            // do not take that estimate as a promise when judging truncation.
+            let mut stream = format.into_inner();
+            stream.seek(SeekFrom::Start(0)).map_err(|e| MediaError::Unreadable(e.to_string()))?;
+            (format, _) = open_source(Box::new(stream), ext, false)?;
+            (track, params) = audio_track(format.as_ref())?;
+            declared = None;
+        }
         let decoder = make_decoder(&params)?;
         let rate = params.sample_rate.ok_or_else(|| MediaError::NotAudio("no sample rate".into()))?;
         let channels = params.channels.map_or(0, |c| c.count() as u16);
-        let declared = params.n_frames;
         Ok(Self {
             track,
             format,

@@ -6,12 +6,14 @@
 //! Ogg stream whose last page is cut off, is rejected. The first packets are decoded, so a file
 //! that merely looks like audio is rejected too.
 
-use std::io::Cursor;
+use std::fs::File;
+use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::path::Path;
 use std::sync::Arc;
 
 use symphonia::core::codecs::{CODEC_TYPE_NULL, CodecParameters, Decoder, DecoderOptions};
 use symphonia::core::errors::Error as SymError;
-use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo};
 use symphonia::core::io::{MediaSource, MediaSourceStream, MediaSourceStreamOptions};
 use symphonia::core::meta::{MetadataOptions, MetadataRevision, StandardTagKey};
 use symphonia::core::probe::Hint;
@@ -106,15 +108,76 @@ pub(super) fn make_decoder(params: &CodecParameters) -> Result<Box<dyn Decoder>,
         .map_err(|e| MediaError::Unsupported(e.to_string()))
 }
 
+/// Random access to the file being probed, for the few bytes read outside symphonia.
+trait ReadAt {
+    /// Total length in bytes.
+    fn size(&self) -> u64;
+    /// Up to `len` bytes from `offset` (fewer at the end, none on a read error).
+    fn read_at(&mut self, offset: u64, len: usize) -> Vec<u8>;
+}
+
+impl ReadAt for &[u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read_at(&mut self, offset: u64, len: usize) -> Vec<u8> {
+        let start = (offset as usize).min(self.len());
+        self[start..self.len().min(start.saturating_add(len))].to_vec()
+    }
+}
+
+impl ReadAt for File {
+    fn size(&self) -> u64 {
+        self.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn read_at(&mut self, offset: u64, len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.seek(SeekFrom::Start(offset)).is_ok() {
+            let _ = self.take(len as u64).read_to_end(&mut out);
+        }
+        out
+    }
+}
+
 /// Probes and checks a whole file held in memory. `ext` is a hint (the file's extension).
 pub fn probe(bytes: SharedBytes, ext: Option<&str>) -> Result<MediaInfo, MediaError> {
-    if let Some("ogg" | "oga") = ext {
-        check_ogg_complete(bytes.as_ref())?;
-    }
-    let has_vbr_header = mp3_has_length_header(bytes.as_ref());
+    let (vbr, ogg_ok) = side_checks(&mut bytes.0.as_slice(), ext);
+    probe_source(&|| Ok(Box::new(Cursor::new(bytes.clone()))), ext, vbr, ogg_ok)
+}
+
+/// Probes and checks an audio file on disk, reading only what it needs: a PCM or FLAC file
+/// whose header states its length is checked at its start and its end, other formats are
+/// walked packet by packet.
+pub fn probe_file(path: &Path, ext: Option<&str>) -> Result<MediaInfo, MediaError> {
+    let open = || File::open(path).map_err(|e| MediaError::Unreadable(e.to_string()));
+    let (vbr, ogg_ok) = side_checks(&mut open()?, ext);
+    probe_source(&|| Ok(Box::new(open()?)), ext, vbr, ogg_ok)
+}
+
+/// The checks made on raw bytes: does an MP3 state its exact length, is an Ogg file complete.
+fn side_checks(file: &mut impl ReadAt, ext: Option<&str>) -> (bool, Result<(), MediaError>) {
+    let ogg_ok = match ext {
+        Some("ogg" | "oga") => check_ogg_complete(file),
+        _ => Ok(()),
+    };
+    (mp3_has_length_header(file), ogg_ok)
+}
+
+/// Opens the file being probed from its start.
+type Opener<'a> = &'a dyn Fn() -> Result<Box<dyn MediaSource>, MediaError>;
+
+fn probe_source(
+    open: Opener<'_>,
+    ext: Option<&str>,
+    has_vbr_header: bool,
+    ogg_ok: Result<(), MediaError>,
+) -> Result<MediaInfo, MediaError> {
+    ogg_ok?;
     // Gapless mode trims to a length symphonia may have *estimated* (a VBR MP3 without a Xing
     // header); we count untrimmed packets and subtract the encoder's delay/padding ourselves.
-    let (mut format, outer_meta) = open_source(Box::new(Cursor::new(bytes)), ext, false)?;
+    let (mut format, outer_meta) = open_source(open()?, ext, false)?;
     let (track_id, params) = audio_track(format.as_ref())?;
     let codec = symphonia::default::get_codecs()
         .get_codec(params.codec)
@@ -125,7 +188,10 @@ pub fn probe(bytes: SharedBytes, ext: Option<&str>) -> Result<MediaInfo, MediaEr
     let mut channels = params.channels.map(|c| c.count() as u16).unwrap_or(0);
 
     let mut info = MediaInfo { codec, sample_rate, ..MediaInfo::default() };
+    // An MP3's declared length is only an estimate unless a Xing/Info/VBRI header gave it.
+    let declared = params.n_frames.filter(|_| info.codec != "mp3" || has_vbr_header);
     let (mut counted, mut decoded, mut longest) = (0u64, 0usize, 0u64);
+    let mut walk = true;
     loop {
         let packet = match format.next_packet() {
             Ok(p) => p,
@@ -145,13 +211,22 @@ pub fn probe(bytes: SharedBytes, ext: Option<&str>) -> Result<MediaInfo, MediaEr
                 Err(SymError::DecodeError(e)) => return Err(MediaError::Corrupt(format!("undecodable audio: {e}"))),
                 Err(e) => return Err(MediaError::Corrupt(e.to_string())),
             }
+        } else if walk && let Some(n) = declared.filter(|_| exact_header(&info.codec)) {
+            // Every frame of PCM is its bytes, and FLAC's STREAMINFO counts the samples
+            // exactly: checking the stream really ends where declared stands for the walk.
+            walk = false;
+            if ends_where_declared(format.as_mut(), decoder.as_mut(), track_id, n) {
+                counted = n;
+                break;
+            }
+            // Not where it should be: count every packet from the start after all.
+            (format, _) = open_source(open()?, ext, false)?;
+            (counted, longest) = (0, 0);
         }
     }
     if decoded == 0 || counted == 0 {
         return Err(MediaError::NotAudio("no audio packets".into()));
     }
-    // An MP3's declared length is only an estimate unless a Xing/Info/VBRI header gave it.
-    let declared = params.n_frames.filter(|_| info.codec != "mp3" || has_vbr_header);
     if let Some(declared) = declared {
         // Packets shorter than the header promises by more than one packet: the file was cut.
         if counted + longest < declared {
@@ -166,6 +241,34 @@ pub fn probe(bytes: SharedBytes, ext: Option<&str>) -> Result<MediaInfo, MediaEr
         apply_tags(&mut info, rev);
     }
     Ok(info)
+}
+
+/// Codecs whose header states the exact frame count.
+fn exact_header(codec: &str) -> bool {
+    codec == "flac" || codec.starts_with("pcm_")
+}
+
+/// Seeks to the last declared frame and reads to the end of the stream: true if the packets
+/// end exactly at `declared` and the last one decodes.
+fn ends_where_declared(format: &mut dyn FormatReader, decoder: &mut dyn Decoder, track_id: u32, declared: u64) -> bool {
+    let to = SeekTo::TimeStamp { ts: declared.saturating_sub(1), track_id };
+    if declared == 0 || format.seek(SeekMode::Accurate, to).is_err() {
+        return false;
+    }
+    decoder.reset();
+    let mut last = None;
+    // A handful of packets at most follow the seek point; many more means a wrong header.
+    for _ in 0..64 {
+        match format.next_packet() {
+            Ok(p) if p.track_id() == track_id => last = Some(p),
+            Ok(_) => {}
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return last.is_some_and(|p| p.ts + p.dur == declared && decoder.decode(&p).is_ok());
+            }
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 fn apply_tags(info: &mut MediaInfo, rev: &MetadataRevision) {
@@ -195,26 +298,28 @@ fn apply_tags(info: &mut MediaInfo, rev: &MetadataRevision) {
 
 /// True if the bytes start (after an ID3v2 tag) with an MPEG audio frame carrying a Xing,
 /// Info or VBRI header, i.e. the stream states its exact length.
-fn mp3_has_length_header(bytes: &[u8]) -> bool {
-    let mut start = 0;
-    if bytes.len() > 10 && &bytes[..3] == b"ID3" {
-        let size = bytes[6..10].iter().fold(0usize, |acc, b| (acc << 7) | usize::from(b & 0x7f));
-        start = 10 + size + if bytes[5] & 0x10 != 0 { 10 } else { 0 };
+fn mp3_has_length_header(file: &mut impl ReadAt) -> bool {
+    let head = file.read_at(0, 10);
+    let mut start = 0u64;
+    if head.len() == 10 && &head[..3] == b"ID3" {
+        let size = head[6..10].iter().fold(0u64, |acc, b| (acc << 7) | u64::from(b & 0x7f));
+        start = 10 + size + if head[5] & 0x10 != 0 { 10 } else { 0 };
     }
-    let Some(window) = bytes.get(start..bytes.len().min(start + 4096)) else { return false };
+    let window = file.read_at(start, 4096);
     let Some(sync) = window.windows(2).position(|w| w[0] == 0xff && w[1] & 0xe0 == 0xe0) else { return false };
     let frame = &window[sync..window.len().min(sync + 200)];
     frame.windows(4).any(|w| w == b"Xing" || w == b"Info" || w == b"VBRI")
 }
 
 /// An Ogg file must end with a complete page; a cut-off last page means a truncated file.
-fn check_ogg_complete(bytes: &[u8]) -> Result<(), MediaError> {
-    let len = bytes.len();
+fn check_ogg_complete(file: &mut impl ReadAt) -> Result<(), MediaError> {
     // The last page is at most 27 + 255 + 255 * 255 bytes long.
+    let len = file.size();
     let from = len.saturating_sub(27 + 255 + 255 * 255);
+    let bytes = file.read_at(from, (len - from) as usize);
+    let len = bytes.len();
     let mut at = len;
-    while let Some(pos) = bytes[from..at].windows(4).rposition(|w| w == b"OggS") {
-        let start = from + pos;
+    while let Some(start) = bytes[..at].windows(4).rposition(|w| w == b"OggS") {
         at = start;
         let Some(header) = bytes.get(start..start + 27) else { continue };
         let segments = usize::from(header[26]);

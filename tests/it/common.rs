@@ -27,6 +27,7 @@ pub fn options() -> PublishOptions {
         licence: Licence::known("CC-BY-4.0").unwrap(),
         splits: None,
         skip_bad: false,
+        copy: false,
     }
 }
 

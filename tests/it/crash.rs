@@ -8,12 +8,13 @@ use busker::{Home, Local};
 
 use crate::common::{busker, noise_wav};
 
-fn spawn_publish(home: &std::path::Path, src: &std::path::Path) -> std::process::Child {
+fn spawn_publish(home: &std::path::Path, src: &std::path::Path, copy: bool) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_busker"))
         .arg("--data-dir")
         .arg(home)
         .arg("publish")
         .arg(src)
+        .args(copy.then_some("--copy"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -25,24 +26,38 @@ fn kill_9_during_publish_leaves_a_store_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     assert!(busker(&home, &["init", "--artist", "Crash Test"]).status.success());
-    let src = dir.path().join("album");
-    std::fs::create_dir_all(&src).unwrap();
+    let base = dir.path().join("album");
+    std::fs::create_dir_all(&base).unwrap();
     for i in 0..16 {
-        std::fs::write(src.join(format!("{i:02}.wav")), noise_wav(i + 1, 8.0)).unwrap();
+        std::fs::write(base.join(format!("{i:02}.wav")), noise_wav(i + 1, 8.0)).unwrap();
     }
-    // Time one complete publish, then kill later runs at points spread across that time, so
-    // the test hits every phase whatever the machine's speed.
-    let started = std::time::Instant::now();
-    assert!(spawn_publish(&home, &src).wait().unwrap().success());
-    let full = started.elapsed();
+    // Time one complete publish of each kind (served in place, and copied into the store),
+    // then kill later runs at points spread across that time, so the test hits every phase
+    // whatever the machine's speed.
+    let mut full = [Duration::ZERO; 2];
+    for copy in [false, true] {
+        let started = std::time::Instant::now();
+        assert!(spawn_publish(&home, &base, copy).wait().unwrap().success());
+        full[usize::from(copy)] = started.elapsed();
+    }
     let mut killed_mid_way = 0;
     for round in 0..10u32 {
-        // Each round publishes a different album, so every run has new chunks to write.
-        for i in 0..4u64 {
-            std::fs::write(src.join(format!("{i:02}.wav")), noise_wav(100 + u64::from(round) * 4 + i, 8.0)).unwrap();
+        // Each round publishes a different album in a folder of its own (published files are
+        // served in place, so earlier folders must stay as they were): 12 files shared with
+        // the first album (hard links), 4 new ones, so every run has new chunks to record.
+        let src = dir.path().join(format!("album{round}"));
+        std::fs::create_dir_all(&src).unwrap();
+        for i in 0..16u64 {
+            let name = format!("{i:02}.wav");
+            if i < 4 {
+                std::fs::write(src.join(name), noise_wav(100 + u64::from(round) * 4 + i, 8.0)).unwrap();
+            } else {
+                std::fs::hard_link(base.join(&name), src.join(&name)).unwrap();
+            }
         }
-        let mut child = spawn_publish(&home, &src);
-        let delay_ms = (full * (2 * round + 1) / 20).as_millis() as u64;
+        let copy = round % 2 == 1;
+        let mut child = spawn_publish(&home, &src, copy);
+        let delay_ms = (full[usize::from(copy)] * (round + 1) / 11).as_millis() as u64;
         std::thread::sleep(Duration::from_millis(delay_ms));
         let finished = child.try_wait().unwrap().is_some();
         child.kill().unwrap_or(()); // SIGKILL
@@ -68,7 +83,7 @@ fn an_acknowledged_publish_survives_kill_9() {
     let src = dir.path().join("album");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a.wav"), noise_wav(7, 3.0)).unwrap();
-    let mut child = spawn_publish(&home, &src);
+    let mut child = spawn_publish(&home, &src, false);
     let mut release = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         if let Some(id) = line.unwrap().strip_prefix("release ") {

@@ -6,6 +6,7 @@ mod common;
 mod crash;
 mod daemon;
 mod hostile;
+mod in_place;
 mod ledger;
 mod net;
 mod nodes;

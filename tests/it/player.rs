@@ -207,3 +207,23 @@ fn shuffle_plays_each_track_once_and_repeat_starts_again() {
     let secs = pcm.lock().unwrap().len() as f64 / 2.0 / 44_100.0;
     assert!((4.2..4.3).contains(&secs), "stopped at the limit: {secs} s");
 }
+
+#[test]
+fn probed_length_equals_the_decoded_length() {
+    // PCM and FLAC lengths come from the header, checked at the stream's end; the others are
+    // counted packet by packet. Either way they must equal what decoding yields.
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("song.wav");
+    std::fs::write(&wav, busker::synth::song_wav(5, 3.3)).unwrap();
+    let mut paths = vec![wav];
+    for f in ["01-sunrise.flac", "02-tidewater.mp3", "03-lanterns.ogg", "vbr-noxing.mp3"] {
+        paths.push(crate::common::fixtures().join(f));
+    }
+    for path in paths {
+        let ext = path.extension().map(|e| e.to_string_lossy().to_string());
+        let info = busker::player::probe_file(&path, ext.as_deref()).unwrap();
+        let (spec, samples) = decode_file(&path);
+        let frames = (samples.len() / usize::from(spec.channels)) as u64;
+        assert_eq!(info.frames, frames, "{}", path.display());
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use busker::catalog::publish::PublishError;
+use busker::catalog::publish::{PublishError, PublishOptions};
 
 use crate::common::{album, artist_node, busker, fixtures, noise_wav, options, snapshot};
 
@@ -98,7 +98,7 @@ fn publishing_the_same_files_again_adds_no_data() {
 fn verify_names_a_flipped_chunk() {
     let (dir, node) = artist_node();
     let src = album(dir.path(), "album", &["01-sunrise.flac", "03-lanterns.ogg"]);
-    let report = node.publish(&src, &options(), &|_| {}).unwrap();
+    let report = node.publish(&src, &PublishOptions { copy: true, ..options() }, &|_| {}).unwrap();
     let home = node.home.clone();
     let manifest = node.store.manifest(&report.release.tracks[0].id).unwrap().unwrap();
     let victim = manifest.chunks[1];
@@ -193,14 +193,15 @@ fn cut(path: &std::path::Path, keep: f64) -> Vec<u8> {
 fn publishing_again_repairs_a_lost_or_damaged_chunk() {
     let (dir, node) = artist_node();
     let src = album(dir.path(), "album", &["01-sunrise.flac"]);
-    let report = node.publish(&src, &options(), &|_| {}).unwrap();
+    let copy = PublishOptions { copy: true, ..options() };
+    let report = node.publish(&src, &copy, &|_| {}).unwrap();
     let chunks = node.store.manifest(&report.release.tracks[0].id).unwrap().unwrap().chunks;
     let hex = chunks[1].to_string();
     let file = node.home.store_dir().join("chunks").join(&hex[..2]).join(&hex);
     std::fs::write(&file, b"").unwrap(); // what a power cut can leave behind
     let v = node.verify(&|_| {}).unwrap();
     assert_eq!(v.corrupt, vec![chunks[1]]);
-    let again = node.publish(&src, &options(), &|_| {}).unwrap();
+    let again = node.publish(&src, &copy, &|_| {}).unwrap();
     assert!(again.already_published);
     assert_eq!(again.new_chunks, 1, "exactly the damaged chunk is rewritten");
     assert!(node.verify(&|_| {}).unwrap().is_ok());
