@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::publish::{PublishOptions, PublishReport};
-use crate::catalog::{ArtistKey, Licence, Splits};
+use crate::catalog::{ArtistKey, ContentId, Licence, Splits};
 use crate::{Error, Node};
 
 #[derive(Clone)]
@@ -133,6 +133,7 @@ pub fn router(node: Node, token: String, shutdown: tokio::sync::mpsc::Sender<()>
         .route("/v1/catalog", get(catalog))
         .route("/v1/publish", post(publish))
         .route("/v1/get", post(fetch))
+        .route("/v1/downloads", get(downloads))
         .route("/v1/export", post(export))
         .route("/v1/verify", post(verify))
         .route("/v1/shutdown", post(shutdown_route))
@@ -206,6 +207,29 @@ async fn fetch(State(s): State<AppState>, Json(r): Json<GetRequest>) -> ApiResul
         }
         None => Ok(Json(GetResponse { report: s.node.fetch(&r.id).await?, files: Vec::new() })),
     }
+}
+
+/// One piece of content being fetched, for `GET /v1/downloads`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Download {
+    /// Content id (a track or cover).
+    pub id: ContentId,
+    /// Bytes stored so far.
+    pub have: u64,
+    /// Bytes in all (0 until the manifest has arrived).
+    pub total: u64,
+}
+
+async fn downloads(State(s): State<AppState>) -> ApiResult<Vec<Download>> {
+    blocking(&s.node, |l| {
+        let mut out = Vec::new();
+        for (id, _) in l.store.wanted().map_err(crate::Error::from)? {
+            let (have, total) = l.store.progress(&id).map_err(crate::Error::from)?.unwrap_or((0, 0));
+            out.push(Download { id, have, total });
+        }
+        Ok(out)
+    })
+    .await
 }
 
 async fn export(State(s): State<AppState>, Json(r): Json<ExportRequest>) -> ApiResult<Vec<PathBuf>> {

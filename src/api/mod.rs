@@ -11,7 +11,7 @@ mod player;
 
 use std::path::{Path, PathBuf};
 
-pub use control::{ExportRequest, GetRequest, GetResponse, PublishRequest, router};
+pub use control::{Download, ExportRequest, GetRequest, GetResponse, PublishRequest, router};
 pub use ledger::{
     BudgetRequest, BudgetView, LedgerView, MAX_PAGE, TipRequest, TipResponse, artist_report, budget_view, page, tip,
 };

@@ -105,7 +105,7 @@ pub enum PublishEvent {
     },
     /// One file checked.
     Checked(PathBuf),
-    /// This many more bytes chunked and stored.
+    /// This many more bytes checked and hashed.
     Stored(u64),
 }
 
@@ -182,6 +182,7 @@ pub fn publish(
         .map(|(path, size)| {
             let r = check_and_hash(path, *size);
             progress(PublishEvent::Checked(path.clone()));
+            progress(PublishEvent::Stored(*size));
             r
         })
         .collect();
@@ -209,7 +210,6 @@ pub fn publish(
     let phase = Instant::now();
     for (i, f) in found.iter().enumerate() {
         let (id, n) = import_file(store, f, opts.copy, &mut batch, &mut seen)?;
-        progress(PublishEvent::Stored(f.size));
         new_bytes += n;
         tracks.push(track_entry(f, id, i));
     }

@@ -77,6 +77,18 @@ impl Store {
         m.chunks.iter().map(|c| self.has_intact_chunk(c)).collect::<Result<Vec<bool>, _>>().map(Some)
     }
 
+    /// Bytes of `id` stored and bytes in all; `None` until its manifest is known.
+    pub fn progress(&self, id: &ContentId) -> Result<Option<(u64, u64)>, StoreError> {
+        let Some(m) = self.manifest(id)? else { return Ok(None) };
+        let mut have = 0;
+        for (chunk, range) in m.chunk_plan() {
+            if self.has_intact_chunk(&chunk)? {
+                have += range.end - range.start;
+            }
+        }
+        Ok(Some((have, m.size)))
+    }
+
     /// Marks `id` as being fetched, so a restarted node resumes it.
     pub fn want(&self, id: &ContentId, pin: bool) -> Result<(), StoreError> {
         self.wanted.insert(id.0, &[u8::from(pin)])?;

@@ -274,7 +274,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let r = remote.ok_or_else(need_daemon)?;
             let out = out.map(absolute).transpose()?;
             eprintln!("fetching {id} …");
-            let answer: GetResponse = r.post("/v1/get", &GetRequest { id, out_dir: out })?;
+            let answer: GetResponse = r.with_download_bar(|| r.post("/v1/get", &GetRequest { id, out_dir: out }))?;
             show::fetched(&answer);
         }
         Command::Export { id, out_dir } => {
@@ -369,9 +369,9 @@ fn publish_locally(home: &Home, dir: &std::path::Path, opts: &PublishOptions) ->
     let report = node.publish(dir, opts, &|e| match e {
         PublishEvent::Scanned { bytes, .. } => {
             bar.set_length(bytes);
-            bar.set_message("checking");
+            bar.set_message("publishing");
         }
-        PublishEvent::Checked(_) => bar.set_message("storing"),
+        PublishEvent::Checked(_) => {}
         PublishEvent::Stored(n) => bar.inc(n),
     });
     bar.finish_and_clear();

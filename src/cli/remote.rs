@@ -3,8 +3,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::{Context, bail};
-use busker::api::{addr_path, token_path};
+use busker::api::{Download, addr_path, token_path};
+use busker::catalog::ContentId;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -89,4 +94,43 @@ pub fn query(s: &str) -> String {
             }
         })
         .collect()
+}
+
+impl Remote {
+    /// Runs `work` (a request that fetches content) while a progress bar on stderr follows
+    /// every download the daemon has in flight (`GET /v1/downloads`, polled).
+    pub fn with_download_bar<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message("fetching");
+        let done = AtomicBool::new(false);
+        let out = std::thread::scope(|s| {
+            s.spawn(|| {
+                // Content that leaves the list has finished: it counts as whole.
+                let mut seen: HashMap<ContentId, (u64, u64)> = HashMap::new();
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(list) = self.get::<Vec<Download>>("/v1/downloads") {
+                        let now: HashMap<ContentId, (u64, u64)> =
+                            list.into_iter().map(|d| (d.id, (d.have, d.total))).collect();
+                        for (id, (have, total)) in seen.iter_mut() {
+                            *have = now.get(id).map_or(*total, |n| n.0);
+                        }
+                        seen.extend(now);
+                        bar.set_length(seen.values().map(|v| v.1).sum());
+                        bar.set_position(seen.values().map(|v| v.0).sum());
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+            let out = work();
+            done.store(true, Ordering::Relaxed);
+            out
+        });
+        bar.finish_and_clear();
+        out
+    }
 }

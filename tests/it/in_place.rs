@@ -67,5 +67,7 @@ fn a_published_file_is_served_in_place_and_a_changed_one_is_named() {
     assert_eq!(v.changed_sources.len(), 1);
     assert!(v.changed_sources[0].ends_with("03-lanterns.ogg"));
     assert!(!node.store.is_complete(&ogg.id).unwrap());
+    assert_eq!(node.store.progress(&ogg.id).unwrap(), Some((0, ogg.size)), "nothing of it is there");
+    assert_eq!(node.store.progress(&flac.id).unwrap(), Some((flac.size, flac.size)));
     assert!(node.store.is_complete(&flac.id).unwrap());
 }
