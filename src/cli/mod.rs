@@ -19,7 +19,6 @@ use busker::identity::Identity;
 use busker::net::{PeerInfo, Status};
 use busker::{Config, Home, Local};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use remote::Remote;
 
 /// busker: a peer-to-peer music node. Artists publish signed catalogs; fans stream, verify,
@@ -360,16 +359,10 @@ fn open_waiting(home: &Home, config: Config) -> anyhow::Result<Local> {
 
 fn publish_locally(home: &Home, dir: &std::path::Path, opts: &PublishOptions) -> anyhow::Result<PublishReport> {
     let node = Local::open(home)?;
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = show::byte_bar("publishing");
     let report = node.publish(dir, opts, &|e| match e {
         PublishEvent::Scanned { bytes, .. } => {
             bar.set_length(bytes);
-            bar.set_message("publishing");
         }
         PublishEvent::Checked(_) => {}
         PublishEvent::Stored(n) => bar.inc(n),

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 use busker::api::{Download, addr_path, token_path};
 use busker::catalog::ContentId;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -100,13 +99,7 @@ impl Remote {
     /// Runs `work` (a request that fetches content) while a progress bar on stderr follows
     /// every download the daemon has in flight (`GET /v1/downloads`, polled).
     pub fn with_download_bar<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message("fetching");
+        let bar = super::show::byte_bar("fetching");
         let done = AtomicBool::new(false);
         let out = std::thread::scope(|s| {
             s.spawn(|| {

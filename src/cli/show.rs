@@ -9,6 +9,7 @@ use busker::daemon::Started;
 use busker::identity::Identity;
 use busker::local::InitReport;
 use busker::net::{PeerInfo, Status};
+use indicatif::{ProgressBar, ProgressStyle};
 
 fn secs(ms: u64) -> String {
     format!("{}:{:02}", ms / 60_000, (ms / 1000) % 60)
@@ -189,4 +190,16 @@ pub fn verify(r: &VerifyReport) {
     if r.is_ok() {
         println!("store OK");
     }
+}
+
+/// A progress bar on stderr counting bytes (hidden when stderr is not a terminal).
+pub fn byte_bar(message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
 }
