@@ -3,7 +3,7 @@
 //!
 //! Run by hand with `bash benches/transfer.sh` (installs the BitTorrent side). Everything
 //! stays on 127.0.0.1 with mDNS off. Env: `BUSKER_BENCH_MB` (release size, default 200),
-//! `BUSKER_BENCH_SKIP_BT=1` to run busker only.
+//! `BUSKER_BENCH_SKIP_BT=1` to run busker only, `BUSKER_BENCH_FANS=1` (or `4`) to run one case.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,8 +27,22 @@ fn options() -> PublishOptions {
 }
 
 async fn node(root: &Path, name: &str, artist: bool) -> Node {
-    let (local, _) = Local::init(&Home::at(root.join(name)), artist.then_some(name)).unwrap();
-    Node::builder(local).listen("/ip4/127.0.0.1/tcp/0").mdns(false).spawn().await.unwrap()
+    let (mut local, _) = Local::init(&Home::at(root.join(name)), artist.then_some(name)).unwrap();
+    if let Some(w) = std::env::var("BUSKER_BENCH_WINDOW").ok().and_then(|v| v.parse().ok()) {
+        local.config.download.window = w;
+    }
+    let quic = std::env::var("BUSKER_BENCH_QUIC").is_ok_and(|v| v == "1");
+    let listen = if quic { "/ip4/127.0.0.1/udp/0/quic-v1" } else { "/ip4/127.0.0.1/tcp/0" };
+    Node::builder(local).listen(listen).mdns(false).spawn().await.unwrap()
+}
+
+/// CPU seconds (user + system) this process has used: less noisy than wall time when another
+/// build shares the cores.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 async fn addr(n: &Node) -> String {
@@ -45,7 +59,7 @@ async fn wait_catalog(n: &Node, seq: u64) {
 }
 
 /// Busker: one seeder, `fans` fans all connected to the seeder and to each other.
-async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64) {
+async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64, f64) {
     let artist = node(root, "artist", true).await;
     let report = artist.publish(dir, options()).await.unwrap();
     let rid = report.release_id.to_string();
@@ -64,6 +78,8 @@ async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64) {
         wait_catalog(f, report.seq).await;
     }
     let before = artist.status().await.unwrap().served_bytes;
+    perf_control("enable");
+    let cpu0 = cpu_secs();
     let t0 = Instant::now();
     let tasks: Vec<_> = nodes
         .iter()
@@ -88,11 +104,21 @@ async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64) {
     if fans > 1 {
         println!("  chunks received: {from_seeder} from the seeder, {from_fans} from other fans");
     }
+    perf_control("disable");
+    let cpu = cpu_secs() - cpu0;
     let uploaded = artist.status().await.unwrap().served_bytes - before;
     for n in nodes.iter().chain([&artist]) {
         n.shutdown().await;
     }
-    (times, uploaded as f64 / report.total_bytes as f64)
+    (times, uploaded as f64 / report.total_bytes as f64, cpu)
+}
+
+/// Profiles only the transfer: with `BUSKER_BENCH_PERF_CTL=FIFO`, tells `perf record -D -1
+/// --control fifo:FIFO` when to sample.
+fn perf_control(cmd: &str) {
+    if let Ok(fifo) = std::env::var("BUSKER_BENCH_PERF_CTL") {
+        let _ = std::fs::write(fifo, format!("{cmd}\n"));
+    }
 }
 
 fn bt_run(dir: &Path, client: &str, fans: usize) -> Option<serde_json::Value> {
@@ -126,13 +152,15 @@ fn main() {
     let size_mb = bytes as f64 / 1e6;
     println!("\n=== release transfer over loopback: {FILES} files, {size_mb:.1} MB ===");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    for fans in [1usize, 4] {
+    let only: Option<usize> = std::env::var("BUSKER_BENCH_FANS").ok().and_then(|v| v.parse().ok());
+    let cases: Vec<usize> = only.map_or(vec![1, 4], |n| vec![n]);
+    for &fans in &cases {
         let root = tempfile::tempdir().unwrap();
-        let (times, ratio) = rt.block_on(busker_run(&dir, root.path(), fans));
+        let (times, ratio, cpu) = rt.block_on(busker_run(&dir, root.path(), fans));
         let each: Vec<String> = times.iter().map(|t| format!("{:.0}", size_mb / t)).collect();
         let slowest = times.iter().cloned().fold(0.0, f64::max);
         println!(
-            "busker      1 -> {fans}: all done in {slowest:.2} s; MB/s per fan [{}]; seeder uploaded {ratio:.2}x the release",
+            "busker      1 -> {fans}: all done in {slowest:.2} s; MB/s per fan [{}]; seeder uploaded {ratio:.2}x the release; {cpu:.2} CPU s",
             each.join(", ")
         );
     }
@@ -140,7 +168,7 @@ fn main() {
         return;
     }
     for client in ["libtorrent", "aria2c"] {
-        for fans in [1usize, 4] {
+        for &fans in &cases {
             if let Some(v) = bt_run(&dir, client, fans) {
                 println!(
                     "{client:<11} 1 -> {fans}: all done in {:.2} s; MB/s per fan {}; seeder uploaded {}x the release",

@@ -105,7 +105,7 @@ impl Default for NetworkConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DownloadConfig {
-    /// Chunk requests in flight per peer.
+    /// Chunk requests in flight per peer, shared by all downloads.
     pub window: usize,
     /// How long a peer that sent bad bytes is banned, in seconds.
     pub ban_secs: u64,
@@ -181,7 +181,7 @@ mdns = true
 max_connections = 256
 
 [download]
-# Chunk requests (256 KiB each) in flight per peer.
+# Chunk requests (256 KiB each) in flight per peer, shared by all downloads.
 window = 16
 # Seconds a peer that sent bytes failing verification is banned.
 ban_secs = 600

@@ -27,7 +27,7 @@ pub(super) struct Download {
     pin: bool,
     manifest: Option<Manifest>,
     pub(super) schedule: Option<Schedule<PeerId>>,
-    candidates: HashSet<PeerId>,
+    pub(super) candidates: HashSet<PeerId>,
     manifest_asked: HashSet<PeerId>,
     manifest_in_flight: bool,
     lookup_running: bool,
@@ -248,6 +248,7 @@ impl EventLoop {
     pub(super) fn drive(&mut self, id: ContentId) {
         let now = Instant::now();
         let waited_for = self.has_waiter(&id);
+        let elsewhere = self.in_flight_elsewhere(&id);
         let Some(d) = self.downloads.get_mut(&id) else { return };
         tracing::trace!(
             "drive {}: manifest {} candidates {:?} in flight {} sched {:?}",
@@ -268,7 +269,8 @@ impl EventLoop {
                         requests.push((*peer, Request::Have(id), Pending::Have { id }));
                     }
                 }
-                for (peer, idx) in s.next(now) {
+                let shared = |p: &PeerId| elsewhere.get(p).copied().unwrap_or(0);
+                for (peer, idx) in s.next_sharing(now, shared) {
                     requests.push((peer, Request::Chunk(m.chunks[idx]), Pending::Chunk { id, idx }));
                 }
                 if s.is_complete() {
@@ -380,7 +382,7 @@ impl EventLoop {
                 s.failed(&peer, idx, false);
             }
         }
-        self.drive(id);
+        self.drive_all(id);
     }
 
     /// Bans a peer that sent bad bytes: no downloads use it, and it is disconnected.

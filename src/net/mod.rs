@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod schedule;
 pub mod settle;
 mod stream;
+mod window;
 
 pub use announce::Announcement;
 

@@ -9,7 +9,8 @@
 //!   chunk held by the fewest peers goes first, ties broken by a per-node pseudo-random rank,
 //!   so fans fetching together start in different places and can trade with each other
 //!   instead of all asking the seeder for the same chunks (bulk fetching);
-//! * at most `window` requests are in flight per peer, and each goes to the usable peer with
+//! * at most `window` requests are in flight per peer (shared with other downloads through
+//!   [`Schedule::next_sharing`]), and each goes to the usable peer with
 //!   the fewest in flight;
 //! * a peer that sends bytes that fail verification is banned for `ban_for`, and its chunk
 //!   goes back to the queue for an honest peer;
@@ -163,14 +164,26 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
     /// The next requests to send: `(peer, chunk index)` pairs. Each free slot goes to the
     /// usable peer with the fewest requests in flight, asking it for the best chunk it has.
     pub fn next(&mut self, now: Instant) -> Vec<(P, usize)> {
+        self.next_sharing(now, |_| 0)
+    }
+
+    /// Like [`Self::next`], when other downloads share each peer's window: `elsewhere(peer)`
+    /// requests to `peer` are in flight for them. A streamed download ignores them: the chunk
+    /// a player waits for must not queue behind a bulk fetch.
+    pub fn next_sharing(&mut self, now: Instant, elsewhere: impl Fn(&P) -> usize) -> Vec<(P, usize)> {
         let mut out = Vec::new();
+        let shared = |p: &P| if self.stream.is_some() { 0 } else { elsewhere(p) };
+        let room: HashMap<P, usize> =
+            self.peers.keys().map(|p| (p.clone(), self.window.saturating_sub(shared(p)))).collect();
         loop {
             if self.stream.is_some_and(|s| self.in_flight.len() >= s.budget) {
                 break;
             }
-            let window = self.window;
-            let mut peers: Vec<(&P, &PeerState)> =
-                self.peers.iter().filter(|(_, s)| s.has.is_some() && Self::usable(s, now, window)).collect();
+            let mut peers: Vec<(&P, &PeerState)> = self
+                .peers
+                .iter()
+                .filter(|(p, s)| s.has.is_some() && Self::usable(s, now, room.get(*p).copied().unwrap_or(0)))
+                .collect();
             peers.sort_by_key(|(_, s)| (s.in_flight, s.failures));
             let pick = peers.iter().find_map(|(p, s)| self.best_chunk(s, now).map(|i| ((*p).clone(), i)));
             let Some((peer, idx)) = pick else { break };
@@ -277,6 +290,11 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
         }
     }
 
+    /// Requests in flight to `peer` for this download.
+    pub fn in_flight_to(&self, peer: &P) -> usize {
+        self.peers.get(peer).map_or(0, |s| s.in_flight)
+    }
+
     /// Which chunks are stored: everything neither missing nor in flight.
     pub fn stored(&self) -> Vec<bool> {
         (0..self.total).map(|i| !self.missing.contains(&i) && !self.in_flight.contains_key(&i)).collect()
@@ -355,6 +373,23 @@ mod tests {
         t.add_complete_peer("a");
         t.stream_from(2);
         assert_eq!(t.next(now), vec![("a", 0)]);
+    }
+
+    #[test]
+    fn a_window_shared_with_other_downloads_leaves_only_the_free_slots() {
+        let now = Instant::now();
+        let mut s = Schedule::new(10, |_| false, 4, Duration::from_secs(60), Order::InOrder);
+        s.add_complete_peer("a");
+        s.add_complete_peer("b");
+        let busy = |p: &&str| if *p == "a" { 3 } else { 4 };
+        assert_eq!(s.next_sharing(now, busy), vec![("a", 0)], "a has one free slot, b none");
+        assert_eq!(s.in_flight_to(&"a"), 1);
+        assert!(s.next_sharing(now, busy).is_empty());
+        // A streamed download does not wait for bulk ones.
+        let mut t = Schedule::new(10, |_| false, 4, Duration::from_secs(60), Order::InOrder);
+        t.add_complete_peer("a");
+        t.stream_from(5);
+        assert_eq!(t.next_sharing(now, |_| 4), vec![("a", 5)]);
     }
 
     #[test]
