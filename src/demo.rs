@@ -217,7 +217,7 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     let store = &bo.local().store;
     let chunk = store.manifest(&victim)?.and_then(|m| m.chunks.first().copied());
     let chunk = chunk.ok_or(crate::catalog::StoreError::NotFound(victim.to_string()))?;
-    corrupt_chunk_file(&bo.local().home, &chunk)?;
+    corrupt_chunk(store, &chunk)?;
     let v = bo.local().verify(&|_| {})?;
     let names: Vec<String> = v.corrupt.iter().map(ContentId::short).collect();
     say(&format!("          bo's verify reports corrupt chunk(s): {}", names.join(", ")));
@@ -412,12 +412,13 @@ fn same_files(originals: &Path, exported: &[PathBuf]) -> Result<usize> {
     Ok(n)
 }
 
-/// Flips one byte in the middle of a stored chunk file (for the demo and tests).
-pub fn corrupt_chunk_file(home: &Home, chunk: &ContentId) -> Result<()> {
-    let hex = chunk.to_string();
-    let path = home.store_dir().join("chunks").join(&hex[..2]).join(&hex);
-    let mut bytes = std::fs::read(&path).map_err(io(&path))?;
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    std::fs::write(&path, bytes).map_err(io(&path))
+/// Flips one byte in the middle of a stored chunk, on disk (for the demo and tests).
+pub fn corrupt_chunk(store: &crate::catalog::Store, chunk: &ContentId) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let (path, range) = store.chunk_file(chunk)?.ok_or(crate::catalog::StoreError::MissingChunk(*chunk))?;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(io(&path))?;
+    let mid = range.start + (range.end - range.start) / 2;
+    let mut byte = [0u8];
+    f.read_exact_at(&mut byte, mid).map_err(io(&path))?;
+    f.write_all_at(&[byte[0] ^ 0x40], mid).map_err(io(&path))
 }

@@ -1,8 +1,12 @@
-//! Chunk bytes on disk: one file per chunk under `chunks/ab/abcdef…`, named by BLAKE3 hash.
+//! Chunk bytes on disk: one file per chunk under `chunks/ab/abcdef…`, named by BLAKE3 hash
+//! (copied on publish), and one file per fetched content under `chunks/packs/`, its chunks
+//! written at their offsets.
 //!
 //! Files are written to `chunks/tmp/` and renamed into place, so a chunk file is either absent
 //! or complete. A chunk only becomes visible to readers once the sled index says it exists
 //! (see [`super::store`]); a file without an index entry is an orphan of an interrupted import.
+//! A content's file is written in place; each of its chunks counts only once indexed, after
+//! its bytes were written, and every read re-hashes the chunk.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -70,6 +74,82 @@ impl ChunkFiles {
         Ok(bytes)
     }
 
+    /// Where content `content`'s fetched chunks are kept.
+    pub(crate) fn pack_path(&self, content: &ContentId) -> PathBuf {
+        self.root.join("packs").join(content.to_string())
+    }
+
+    /// Writes a chunk at `offset` of the store's file for `content`, created at its full
+    /// `size` (sparse) on first use. Filling one file per content in place, rather than
+    /// creating a file per chunk, keeps inode creation off the download path: on ext4 it took
+    /// about 45% of the CPU of a loopback transfer.
+    pub(crate) fn write_packed(
+        &self,
+        content: &ContentId,
+        size: u64,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.pack_path(content);
+        let open = || fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path);
+        let f = match open() {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir).map_err(io(dir))?;
+                }
+                open().map_err(io(&path))?
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        if f.metadata().map_err(io(&path))?.len() != size {
+            f.set_len(size).map_err(io(&path))?;
+        }
+        f.write_all_at(bytes, offset).map_err(io(&path))
+    }
+
+    /// Reads chunk `id` from `content`'s file and checks its chaining value.
+    pub(crate) fn read_packed(
+        &self,
+        content: &ContentId,
+        id: &ContentId,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.pack_path(content);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::MissingChunk(*id)),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut bytes = vec![0; len as usize];
+        match f.read_exact_at(&mut bytes, offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(StoreError::MissingChunk(*id)),
+            Err(e) => return Err(io(&path)(e)),
+        }
+        if super::chunk::chunk_cv(offset, &bytes) != Some(*id) {
+            return Err(StoreError::CorruptChunk(*id));
+        }
+        Ok(bytes)
+    }
+
+    /// The length of `content`'s file, if it exists.
+    pub(crate) fn pack_len(&self, content: &ContentId) -> Option<u64> {
+        fs::metadata(self.pack_path(content)).ok().map(|m| m.len())
+    }
+
+    /// Removes `content`'s file if present.
+    pub(crate) fn remove_pack(&self, content: &ContentId) -> Result<(), StoreError> {
+        let path = self.pack_path(content);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Removes chunk `id`'s file if present.
     pub(crate) fn remove(&self, id: &ContentId) -> Result<(), StoreError> {
         let path = self.path(id);
@@ -89,7 +169,7 @@ impl ChunkFiles {
         let mut out = Vec::new();
         for shard in fs::read_dir(&self.root).map_err(io(&self.root))? {
             let shard = shard.map_err(io(&self.root))?.path();
-            if shard == self.tmp || !shard.is_dir() {
+            if shard == self.tmp || shard.ends_with("packs") || !shard.is_dir() {
                 continue;
             }
             for f in fs::read_dir(&shard).map_err(io(&shard))? {

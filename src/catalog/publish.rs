@@ -22,7 +22,7 @@ use super::ids::{ArtistKey, ContentId};
 use super::model::{Content, Licence, Release, Splits, Track};
 use super::signed::SignedCatalog;
 use super::sources::Source;
-use super::store::{Batch, ChunkEntry, Store, StoreError};
+use super::store::{Batch, ChunkEntry, Location, Store, StoreError};
 use crate::player::{AUDIO_EXTENSIONS, MediaInfo, probe_file};
 
 /// Most files one publish considers.
@@ -334,14 +334,14 @@ fn import_file(
             store.write_chunk(chunk, &bytes).map_err(PublishError::from)
         })?;
     }
-    let source = in_place.as_ref().map(|_| id);
+    let location = if in_place.is_some() { Location::Source(id) } else { Location::File };
     let mut added = 0;
     for (chunk, range) in new {
         let len = range.end - range.start;
-        batch.chunks.push((chunk, ChunkEntry { len: len as u32, offset: range.start, source }));
+        batch.chunks.push((chunk, ChunkEntry { len: len as u32, offset: range.start, location }));
         added += len;
     }
-    if let Some(s) = in_place.filter(|_| source.is_some() && added > 0) {
+    if let Some(s) = in_place.filter(|_| added > 0) {
         batch.sources.push((id, s));
     }
     if seen.insert(id) && store.manifest(&id)?.is_none() {

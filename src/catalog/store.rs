@@ -85,27 +85,47 @@ pub enum StoreError {
     Ambiguous(String),
 }
 
+/// Where a chunk's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// The store's own chunk file (`chunks/ab/abcd…`): `publish --copy`.
+    File,
+    /// At the chunk's offset in the published file recorded under this id (the file's
+    /// manifest id) in the sources tree: published files, served in place.
+    Source(ContentId),
+    /// At the chunk's offset in the store's file for this content (`chunks/packs/…`): what
+    /// was fetched from peers, written where it belongs in the file, as BitTorrent does.
+    Pack(ContentId),
+}
+
 /// A chunk index entry: the chunk's length, its offset in its file (which its chaining value
-/// depends on), and where its bytes are. Stored as 12 little-endian bytes, plus the 32-byte
-/// source id for a chunk served from a published file in place.
+/// depends on), and where its bytes are. Stored as 12 little-endian bytes, plus a tag byte
+/// and a 32-byte id unless the bytes are in a chunk file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkEntry {
     /// Length in bytes.
     pub len: u32,
     /// Offset of the chunk in its file.
     pub offset: u64,
-    /// `None`: the store's own chunk file. `Some(id)`: at `offset` in the published file
-    /// recorded under `id` (the file's manifest id) in the sources tree.
-    pub source: Option<ContentId>,
+    /// Where the bytes are.
+    pub location: Location,
 }
 
 impl ChunkEntry {
     pub(super) fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(44);
+        let mut b = Vec::with_capacity(45);
         b.extend_from_slice(&self.len.to_le_bytes());
         b.extend_from_slice(&self.offset.to_le_bytes());
-        if let Some(s) = &self.source {
-            b.extend_from_slice(&s.0);
+        match &self.location {
+            Location::File => {}
+            Location::Source(id) => {
+                b.push(1);
+                b.extend_from_slice(&id.0);
+            }
+            Location::Pack(id) => {
+                b.push(2);
+                b.extend_from_slice(&id.0);
+            }
         }
         b
     }
@@ -113,8 +133,13 @@ impl ChunkEntry {
     pub(super) fn decode(b: &[u8]) -> Self {
         let len = b.get(..4).and_then(|x| x.try_into().ok()).map_or(0, u32::from_le_bytes);
         let offset = b.get(4..12).and_then(|x| x.try_into().ok()).map_or(0, u64::from_le_bytes);
-        let source = b.get(12..44).and_then(|x| x.try_into().ok()).map(ContentId);
-        Self { len, offset, source }
+        let id = b.get(13..45).and_then(|x| x.try_into().ok()).map(ContentId);
+        let location = match (b.get(12), id) {
+            (Some(1), Some(id)) => Location::Source(id),
+            (Some(2), Some(id)) => Location::Pack(id),
+            _ => Location::File,
+        };
+        Self { len, offset, location }
     }
 }
 
@@ -159,9 +184,9 @@ pub struct VerifyReport {
     pub bytes_checked: u64,
     /// Chunks whose bytes do not match their hash.
     pub corrupt: Vec<ContentId>,
-    /// Chunks referred to but absent.
+    /// Chunks absent from pinned content, or indexed but without their bytes.
     pub missing: Vec<ContentId>,
-    /// Manifests that are damaged or referred to but absent.
+    /// Manifests that are damaged, or pinned but absent.
     pub bad_manifests: Vec<(ContentId, String)>,
     /// Catalogs that no longer verify.
     pub bad_catalogs: Vec<(ArtistKey, String)>,
@@ -223,9 +248,24 @@ impl Store {
     pub fn has_intact_chunk(&self, id: &ContentId) -> Result<bool, StoreError> {
         let Some(entry) = self.chunk_index.get(id.0)? else { return Ok(false) };
         let entry = ChunkEntry::decode(&entry);
-        Ok(match entry.source {
-            None => self.files.len(id) == Some(u64::from(entry.len)),
-            Some(source) => self.source(&source)?.is_some_and(|s| s.unchanged()),
+        Ok(match entry.location {
+            Location::File => self.files.len(id) == Some(u64::from(entry.len)),
+            Location::Source(source) => self.source(&source)?.is_some_and(|s| s.unchanged()),
+            Location::Pack(content) => {
+                self.files.pack_len(&content).is_some_and(|n| n >= entry.offset + u64::from(entry.len))
+            }
+        })
+    }
+
+    /// The file holding chunk `id`'s bytes, and the byte range of the chunk in it, if indexed.
+    pub fn chunk_file(&self, id: &ContentId) -> Result<Option<(PathBuf, std::ops::Range<u64>)>, StoreError> {
+        let Some(entry) = self.chunk_index.get(id.0)? else { return Ok(None) };
+        let e = ChunkEntry::decode(&entry);
+        let at = |start: u64| start..start + u64::from(e.len);
+        Ok(match e.location {
+            Location::File => Some((self.files.path(id), at(0))),
+            Location::Pack(content) => Some((self.files.pack_path(&content), at(e.offset))),
+            Location::Source(s) => self.source(&s)?.map(|s| (s.path(), at(e.offset))),
         })
     }
 
@@ -246,7 +286,11 @@ impl Store {
     }
 
     fn read_entry(&self, id: &ContentId, entry: &ChunkEntry) -> Result<Vec<u8>, StoreError> {
-        let Some(source) = entry.source else { return self.files.read(id, entry.offset) };
+        let source = match entry.location {
+            Location::File => return self.files.read(id, entry.offset),
+            Location::Pack(content) => return self.files.read_packed(&content, id, entry.offset, entry.len),
+            Location::Source(source) => source,
+        };
         let changed = |path| StoreError::SourceChanged { chunk: *id, path };
         let source = self.source(&source)?.ok_or_else(|| changed(PathBuf::from("(unrecorded file)")))?;
         match source.read(entry.offset, entry.len) {
@@ -383,33 +427,28 @@ impl Store {
     /// Re-hashes every chunk and checks every manifest and catalog. `progress` gets bytes done.
     pub fn verify(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport::default();
-        let mut wanted: HashSet<ContentId> = HashSet::new();
         for entry in self.catalogs.iter() {
             let (key, bytes) = entry?;
-            match SignedCatalog::verify(&bytes) {
-                Ok(c) => {
-                    for r in &c.catalog().releases {
-                        wanted.extend(r.tracks.iter().map(|t| t.id));
-                        wanted.extend(r.cover.iter().map(|c| c.id));
-                    }
-                }
-                Err(e) => {
-                    let artist = ArtistKey(key.as_ref().try_into().unwrap_or([0; 32]));
-                    report.bad_catalogs.push((artist, e.to_string()));
-                }
+            if let Err(e) = SignedCatalog::verify(&bytes) {
+                let artist = ArtistKey(key.as_ref().try_into().unwrap_or([0; 32]));
+                report.bad_catalogs.push((artist, e.to_string()));
             }
         }
+        // Pinned content (everything published here, everything `get` fetched) must be whole;
+        // other content is a cache, which may hold part of a file or none of it.
+        let mut pinned: HashSet<ContentId> = self.pinned()?.into_iter().collect();
         let mut referenced: HashSet<ContentId> = HashSet::new();
         for entry in self.manifests.iter() {
             let (key, bytes) = entry?;
             let id = ContentId(key.as_ref().try_into().unwrap_or([0; 32]));
-            wanted.remove(&id);
+            let must_be_whole = pinned.remove(&id);
             match Manifest::decode(&bytes, &id) {
-                Ok(m) => referenced.extend(m.chunks),
+                Ok(m) if must_be_whole => referenced.extend(m.chunks),
+                Ok(_) => {}
                 Err(e) => report.bad_manifests.push((id, e.to_string())),
             }
         }
-        report.bad_manifests.extend(wanted.into_iter().map(|id| (id, "referred to by a catalog but absent".into())));
+        report.bad_manifests.extend(pinned.into_iter().map(|id| (id, "pinned but absent".into())));
         let mut indexed: Vec<(ContentId, ChunkEntry)> = Vec::new();
         for entry in self.chunk_index.iter() {
             let (key, value) = entry?;
@@ -470,7 +509,7 @@ impl Store {
             let (_, v) = entry?;
             n += 1;
             let e = ChunkEntry::decode(&v);
-            if e.source.is_none() {
+            if !matches!(e.location, Location::Source(_)) {
                 bytes += u64::from(e.len);
             }
         }

@@ -6,22 +6,32 @@ use std::collections::HashSet;
 use super::chunk::Manifest;
 use super::ids::{ArtistKey, ContentId};
 use super::signed::SignedCatalog;
-use super::store::{ChunkEntry, Store, StoreError};
+use super::store::{ChunkEntry, Location, Store, StoreError};
 
 fn id_of(key: &[u8]) -> ContentId {
     ContentId(key.try_into().unwrap_or([0; 32]))
 }
 
 impl Store {
-    /// Stores chunk bytes received from a peer if they are chunk `id` at byte `offset` of its
-    /// file. Returns false (and stores nothing) if they are not. Visible once this returns.
-    pub fn put_verified_chunk(&self, id: &ContentId, offset: u64, bytes: &[u8]) -> Result<bool, StoreError> {
-        if super::chunk::chunk_cv(offset, bytes) != Some(*id) {
+    /// Stores chunk bytes received from a peer if they are chunk `id` at byte `offset` of
+    /// content `content` (`size` bytes in all). Returns false (and stores nothing) if they are
+    /// not. The bytes go to their place in the store's file for that content; visible once
+    /// this returns.
+    pub fn put_verified_chunk(
+        &self,
+        content: &ContentId,
+        size: u64,
+        id: &ContentId,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        if super::chunk::chunk_cv(offset, bytes) != Some(*id) || offset + bytes.len() as u64 > size {
             return Ok(false);
         }
         if !self.has_intact_chunk(id)? {
-            self.files.write(id, bytes)?;
-            self.chunk_index.insert(id.0, ChunkEntry { len: bytes.len() as u32, offset, source: None }.encode())?;
+            self.files.write_packed(content, size, offset, bytes)?;
+            let entry = ChunkEntry { len: bytes.len() as u32, offset, location: Location::Pack(*content) };
+            self.chunk_index.insert(id.0, entry.encode())?;
         }
         self.touch(id)?;
         Ok(true)
@@ -129,32 +139,52 @@ impl Store {
                 keep.extend(m.chunks);
             }
         }
-        let mut candidates: Vec<(u64, ContentId, u64)> = Vec::new();
+        let mut candidates: Vec<(u64, ContentId, u64, Location)> = Vec::new();
         for entry in self.chunk_index.iter() {
             let (k, v) = entry?;
             let id = id_of(&k);
             let entry = ChunkEntry::decode(&v);
             // Published files served in place are not the store's to delete.
-            if keep.contains(&id) || entry.source.is_some() {
+            if keep.contains(&id) || matches!(entry.location, Location::Source(_)) {
                 continue;
             }
             let len = u64::from(entry.len);
             let at =
                 self.access.get(k)?.map(|t| u64::from_le_bytes(t.as_ref().try_into().unwrap_or([0; 8]))).unwrap_or(0);
-            candidates.push((at, id, len));
+            candidates.push((at, id, len, entry.location));
         }
-        candidates.sort();
+        candidates.sort_by_key(|c| (c.0, c.1));
         let (mut n, mut freed) = (0, 0);
-        for (_, id, len) in candidates {
+        let mut packs = HashSet::new();
+        for (_, id, len, location) in candidates {
             if used <= cap {
                 break;
             }
             self.chunk_index.remove(id.0)?;
             self.access.remove(id.0)?;
-            self.files.remove(&id)?;
+            match location {
+                Location::Pack(content) => {
+                    packs.insert(content);
+                }
+                _ => self.files.remove(&id)?,
+            }
             used = used.saturating_sub(len);
             freed += len;
             n += 1;
+        }
+        // A fetched file's disk space is returned once none of its chunks is indexed.
+        for content in packs {
+            let chunks = self.manifest(&content)?.map(|m| m.chunks).unwrap_or_default();
+            let mut used = false;
+            for c in &chunks {
+                used |= self
+                    .chunk_index
+                    .get(c.0)?
+                    .is_some_and(|v| ChunkEntry::decode(&v).location == Location::Pack(content));
+            }
+            if !used {
+                self.files.remove_pack(&content)?;
+            }
         }
         self.db.flush()?;
         Ok((n, freed))

@@ -333,9 +333,9 @@ impl EventLoop {
         match response {
             Response::Bytes(bytes) if bytes.len() as u64 <= CHUNK => {
                 let (local, work, chunk, len) = (self.local.clone(), self.work_tx.clone(), m.chunks[idx], bytes.len());
-                let offset = chunk_ranges(m.size).nth(idx).map_or(0, |r| r.start);
+                let (offset, size) = (chunk_ranges(m.size).nth(idx).map_or(0, |r| r.start), m.size);
                 tokio::task::spawn_blocking(move || {
-                    let result = local.store.put_verified_chunk(&chunk, offset, &bytes);
+                    let result = local.store.put_verified_chunk(&id, size, &chunk, offset, &bytes);
                     let _ = work.blocking_send(Work::ChunkChecked { id, idx, peer, len, result });
                 });
                 return;

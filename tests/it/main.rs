@@ -12,3 +12,4 @@ mod net;
 mod nodes;
 mod player;
 mod publish;
+mod store;
