@@ -141,6 +141,12 @@ impl ChunkFiles {
         fs::metadata(self.pack_path(content)).ok().map(|m| m.len())
     }
 
+    /// Every content file present.
+    pub(crate) fn list_packs(&self) -> Vec<ContentId> {
+        let Ok(dir) = fs::read_dir(self.root.join("packs")) else { return Vec::new() };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+    }
+
     /// Removes `content`'s file if present.
     pub(crate) fn remove_pack(&self, content: &ContentId) -> Result<(), StoreError> {
         let path = self.pack_path(content);

@@ -479,7 +479,8 @@ impl Store {
             }
         }
         report.missing.extend(referenced.iter().filter(|c| !indexed_set.contains(c)));
-        report.orphans = self.files.list()?.iter().filter(|c| !indexed_set.contains(c)).count();
+        report.orphans =
+            self.files.list()?.iter().filter(|c| !indexed_set.contains(c)).count() + self.orphan_packs()?.len();
         report.corrupt.sort();
         report.missing.sort();
         report.missing.dedup();
@@ -488,9 +489,13 @@ impl Store {
         Ok(report)
     }
 
-    /// Removes orphan chunk files (never indexed).
+    /// Removes orphan chunk files and content files (never indexed).
     pub fn remove_orphans(&self) -> Result<usize, StoreError> {
         let mut n = 0;
+        for content in self.orphan_packs()? {
+            self.files.remove_pack(&content)?;
+            n += 1;
+        }
         for id in self.files.list()? {
             if !self.has_chunk(&id)? {
                 self.files.remove(&id)?;

@@ -174,15 +174,7 @@ impl Store {
         }
         // A fetched file's disk space is returned once none of its chunks is indexed.
         for content in packs {
-            let chunks = self.manifest(&content)?.map(|m| m.chunks).unwrap_or_default();
-            let mut used = false;
-            for c in &chunks {
-                used |= self
-                    .chunk_index
-                    .get(c.0)?
-                    .is_some_and(|v| ChunkEntry::decode(&v).location == Location::Pack(content));
-            }
-            if !used {
+            if !self.pack_in_use(&content)? {
                 self.files.remove_pack(&content)?;
             }
         }
@@ -192,6 +184,28 @@ impl Store {
 }
 
 impl Store {
+    /// True if any chunk is indexed as stored in `content`'s file.
+    fn pack_in_use(&self, content: &ContentId) -> Result<bool, StoreError> {
+        let chunks = self.manifest(content).ok().flatten().map(|m| m.chunks).unwrap_or_default();
+        for c in &chunks {
+            if self.chunk_index.get(c.0)?.is_some_and(|v| ChunkEntry::decode(&v).location == Location::Pack(*content)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Content files none of whose chunks is indexed (left by an interrupted fetch).
+    pub(super) fn orphan_packs(&self) -> Result<Vec<ContentId>, StoreError> {
+        let mut out = Vec::new();
+        for content in self.files.list_packs() {
+            if !self.pack_in_use(&content)? {
+                out.push(content);
+            }
+        }
+        Ok(out)
+    }
+
     /// Flushes everything to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;

@@ -39,6 +39,15 @@ fn fetched_chunks_fill_one_file_and_eviction_frees_it_but_never_published_files(
     busker::demo::corrupt_chunk(store, &plan[2].0).unwrap();
     assert_eq!(node.verify(&|_| {}).unwrap().corrupt, vec![plan[2].0], "a flipped byte in a content file is named");
 
+    // A content file left by an interrupted fetch (nothing of it indexed) is an orphan.
+    let stray = Manifest::build(b"bytes of a fetch that never stored a chunk");
+    store.put_manifest(&stray.id(), &stray.encode()).unwrap();
+    let stray_file = pack.with_file_name(stray.id().to_string());
+    std::fs::write(&stray_file, b"partial").unwrap();
+    assert_eq!(node.verify(&|_| {}).unwrap().orphans, 1);
+    assert_eq!(store.remove_orphans().unwrap(), 1);
+    assert!(!stray_file.exists() && pack.exists());
+
     let (evicted, freed) = store.enforce_cap(0).unwrap();
     assert_eq!((evicted, freed), (plan.len(), size));
     assert!(!pack.exists(), "the file goes with its last chunk");
