@@ -16,6 +16,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::ids::ContentId;
 use super::store::StoreError;
 
+/// Reads `len` bytes at `offset` of the file at `path`.
+pub(crate) fn read_at(path: &Path, offset: u64, len: u32) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0; len as usize];
+    File::open(path)?.read_exact_at(&mut bytes, offset)?;
+    Ok(bytes)
+}
+
+/// The outcome of reading chunk `id` (at `offset` of its file) from `path`: absent bytes are
+/// [`StoreError::MissingChunk`], bytes not matching its chaining value [`StoreError::CorruptChunk`].
+fn verified(id: &ContentId, offset: u64, read: std::io::Result<Vec<u8>>, path: &Path) -> Result<Vec<u8>, StoreError> {
+    use std::io::ErrorKind::{NotFound, UnexpectedEof};
+    match read {
+        Ok(bytes) if super::chunk::chunk_cv(offset, &bytes) == Some(*id) => Ok(bytes),
+        Ok(_) => Err(StoreError::CorruptChunk(*id)),
+        Err(e) if matches!(e.kind(), NotFound | UnexpectedEof) => Err(StoreError::MissingChunk(*id)),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
 /// The chunk file tree.
 #[derive(Debug)]
 pub(crate) struct ChunkFiles {
@@ -63,15 +83,7 @@ impl ChunkFiles {
     /// value. A mismatch is [`StoreError::CorruptChunk`].
     pub(crate) fn read(&self, id: &ContentId, offset: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.path(id);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::MissingChunk(*id)),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        if super::chunk::chunk_cv(offset, &bytes) != Some(*id) {
-            return Err(StoreError::CorruptChunk(*id));
-        }
-        Ok(bytes)
+        verified(id, offset, fs::read(&path), &path)
     }
 
     /// Where content `content`'s fetched chunks are kept.
@@ -117,23 +129,8 @@ impl ChunkFiles {
         offset: u64,
         len: u32,
     ) -> Result<Vec<u8>, StoreError> {
-        use std::os::unix::fs::FileExt;
         let path = self.pack_path(content);
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::MissingChunk(*id)),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let mut bytes = vec![0; len as usize];
-        match f.read_exact_at(&mut bytes, offset) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(StoreError::MissingChunk(*id)),
-            Err(e) => return Err(io(&path)(e)),
-        }
-        if super::chunk::chunk_cv(offset, &bytes) != Some(*id) {
-            return Err(StoreError::CorruptChunk(*id));
-        }
-        Ok(bytes)
+        verified(id, offset, read_at(&path, offset, len), &path)
     }
 
     /// The length of `content`'s file, if it exists.

@@ -273,32 +273,36 @@ fn check_and_hash(path: &Path, size: u64) -> Result<Found, BadFile> {
     if size > MAX_FILE_BYTES {
         return Err(bad(format!("{size} bytes is over the {MAX_FILE_BYTES}-byte limit")));
     }
-    let path = std::fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
-    let before = Source::of(&path);
     let t = Instant::now();
-    let info = probe_file(&path, extension(&path).as_deref()).map_err(|e| bad(e.to_string()))?;
-    let probe_us = t.elapsed().as_micros() as u64;
-    let t = Instant::now();
-    let mut found = hash_only(&path).map_err(|e| bad(e.to_string()))?;
+    let mut found = hash_only(path).map_err(|e| match e {
+        PublishError::Io { source, .. } => bad(source.to_string()),
+        other => bad(other.to_string()),
+    })?;
     let hash_us = t.elapsed().as_micros() as u64;
-    if found.source != before || found.size != size {
+    let t = Instant::now();
+    found.info = probe_file(path, extension(path).as_deref()).map_err(|e| bad(e.to_string()))?;
+    found.probe_us = t.elapsed().as_micros() as u64;
+    found.hash_us = hash_us;
+    // The record taken before hashing must still describe the file after probing it.
+    let unchanged = found.source.as_ref().is_none_or(|s| Source::of(&s.path()).as_ref() == Some(s));
+    if !unchanged || found.size != size {
         return Err(bad("the file changed while it was being published".into()));
     }
-    found.info = info;
-    (found.probe_us, found.hash_us) = (probe_us, hash_us);
     Ok(found)
 }
 
-/// Hashes a file's chunks (no audio check: cover art).
+/// Hashes a file's chunks (no audio check: cover art), noting how the file looked first.
 fn hash_only(path: &Path) -> Result<Found, PublishError> {
     let io = |source| PublishError::Io { path: path.to_path_buf(), source };
+    // Recorded under its canonical path, so the daemon finds it whatever its working directory.
+    let source = std::fs::canonicalize(path).ok().and_then(|p| Source::of(&p));
     let mut file = std::fs::File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
     if size > MAX_FILE_BYTES {
         return Err(io(std::io::Error::other(format!("{size} bytes is over the {MAX_FILE_BYTES}-byte limit"))));
     }
     let manifest = Manifest::read_from(&mut file, size).map_err(io)?;
-    let source = std::fs::canonicalize(path).ok().and_then(|p| Source::of(&p)).filter(|s| s.size == size);
+    let source = source.filter(|s| s.size == size);
     let (path, info) = (path.to_path_buf(), MediaInfo::default());
     Ok(Found { path, info, size, manifest, source, probe_us: 0, hash_us: 0 })
 }
@@ -325,9 +329,8 @@ fn import_file(
         // Read each chunk again and check it is still what was hashed before storing it.
         let changed =
             || PublishError::Io { path: f.path.clone(), source: std::io::Error::other("changed while publishing") };
-        let reader = Source { path: f.path.to_string_lossy().into_owned(), size: f.size, mtime_ns: 0 };
         new.par_iter().try_for_each(|(chunk, r)| {
-            let bytes = reader.read(r.start, (r.end - r.start) as u32).map_err(|_| changed())?;
+            let bytes = super::blobs::read_at(&f.path, r.start, (r.end - r.start) as u32).map_err(|_| changed())?;
             if super::chunk::chunk_cv(r.start, &bytes) != Some(*chunk) {
                 return Err(changed());
             }

@@ -20,8 +20,7 @@
 //! * `busker verify` reads every chunk and names each published file that no longer matches.
 //! * Only paths that are absolute and valid UTF-8 are recorded; others are copied.
 
-use std::fs::{File, Metadata};
-use std::io::{Read, Seek, SeekFrom};
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -58,11 +57,7 @@ impl Source {
 
     /// Reads `len` bytes at `offset`. The caller checks them against the chunk's name.
     pub fn read(&self, offset: u64, len: u32) -> std::io::Result<Vec<u8>> {
-        let mut f = File::open(&self.path)?;
-        f.seek(SeekFrom::Start(offset))?;
-        let mut buf = vec![0; len as usize];
-        f.read_exact(&mut buf)?;
-        Ok(buf)
+        super::blobs::read_at(Path::new(&self.path), offset, len)
     }
 
     /// The path, for messages.

@@ -246,9 +246,14 @@ impl EventLoop {
 
     /// Sends whatever requests the download's state allows; finishes or fails it.
     pub(super) fn drive(&mut self, id: ContentId) {
+        let elsewhere = self.in_flight_elsewhere(&id);
+        self.drive_with(id, &elsewhere);
+    }
+
+    /// [`Self::drive`], given the chunk requests other downloads have in flight to each peer.
+    pub(super) fn drive_with(&mut self, id: ContentId, elsewhere: &HashMap<PeerId, usize>) {
         let now = Instant::now();
         let waited_for = self.has_waiter(&id);
-        let elsewhere = self.in_flight_elsewhere(&id);
         let Some(d) = self.downloads.get_mut(&id) else { return };
         tracing::trace!(
             "drive {}: manifest {} candidates {:?} in flight {} sched {:?}",

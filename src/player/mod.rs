@@ -23,7 +23,7 @@ pub mod speakers;
 
 pub use decode::{Decoder, Spec};
 pub use feed::{Feed, FeedError};
-pub use probe::{AUDIO_EXTENSIONS, MediaInfo, SharedBytes, probe, probe_file};
+pub use probe::{AUDIO_EXTENSIONS, MediaInfo, SharedBytes, probe_file};
 pub use queue::{QueueItem, parse_position, resolve};
 pub use session::{Control, PlayHook, PlayOptions, Player, State, Status, TrackStats, Tracks, counts};
 pub use sink::{MemorySink, NullSink, RawSink, Sink, SinkError, WavSink};

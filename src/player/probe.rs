@@ -3,8 +3,9 @@
 //! Duration is counted from the stream itself (every packet's length), not estimated from a
 //! header, so a VBR MP3 without a Xing header still gets the right length. The same walk finds
 //! truncated files: a stream whose packets stop short of the length its header declares, or an
-//! Ogg stream whose last page is cut off, is rejected. The first packets are decoded, so a file
-//! that merely looks like audio is rejected too.
+//! Ogg stream whose last page is cut off, is rejected. PCM and FLAC, whose headers state the
+//! exact frame count, are instead checked to end exactly there (the walk is the fallback). The
+//! first packets are decoded, so a file that merely looks like audio is rejected too.
 
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
@@ -20,7 +21,7 @@ use symphonia::core::probe::Hint;
 
 use super::MediaError;
 
-/// File extensions that [`probe`] is attempted on when scanning a folder.
+/// File extensions that [`probe_file`] is attempted on when scanning a folder.
 pub const AUDIO_EXTENSIONS: &[&str] = &["mp3", "flac", "ogg", "oga", "wav", "wave", "m4a", "mp4", "aac", "alac", "caf"];
 /// How many leading packets are decoded as a sanity check.
 const DECODE_CHECK_PACKETS: usize = 8;
@@ -35,7 +36,7 @@ impl AsRef<[u8]> for SharedBytes {
     }
 }
 
-/// What [`probe`] found.
+/// What [`probe_file`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MediaInfo {
     /// Codec short name (`flac`, `mp3`, `vorbis`, `aac`, `alac`, `pcm_s16le`, …).
@@ -108,76 +109,29 @@ pub(super) fn make_decoder(params: &CodecParameters) -> Result<Box<dyn Decoder>,
         .map_err(|e| MediaError::Unsupported(e.to_string()))
 }
 
-/// Random access to the file being probed, for the few bytes read outside symphonia.
-trait ReadAt {
-    /// Total length in bytes.
-    fn size(&self) -> u64;
-    /// Up to `len` bytes from `offset` (fewer at the end, none on a read error).
-    fn read_at(&mut self, offset: u64, len: usize) -> Vec<u8>;
-}
-
-impl ReadAt for &[u8] {
-    fn size(&self) -> u64 {
-        self.len() as u64
+/// Up to `len` bytes of `file` from `offset` (fewer at the end, none on a read error): the few
+/// bytes read outside symphonia.
+fn read_at(file: &mut File, offset: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    if file.seek(SeekFrom::Start(offset)).is_ok() {
+        let _ = file.take(len as u64).read_to_end(&mut out);
     }
-
-    fn read_at(&mut self, offset: u64, len: usize) -> Vec<u8> {
-        let start = (offset as usize).min(self.len());
-        self[start..self.len().min(start.saturating_add(len))].to_vec()
-    }
-}
-
-impl ReadAt for File {
-    fn size(&self) -> u64 {
-        self.metadata().map(|m| m.len()).unwrap_or(0)
-    }
-
-    fn read_at(&mut self, offset: u64, len: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        if self.seek(SeekFrom::Start(offset)).is_ok() {
-            let _ = self.take(len as u64).read_to_end(&mut out);
-        }
-        out
-    }
-}
-
-/// Probes and checks a whole file held in memory. `ext` is a hint (the file's extension).
-pub fn probe(bytes: SharedBytes, ext: Option<&str>) -> Result<MediaInfo, MediaError> {
-    let (vbr, ogg_ok) = side_checks(&mut bytes.0.as_slice(), ext);
-    probe_source(&|| Ok(Box::new(Cursor::new(bytes.clone()))), ext, vbr, ogg_ok)
+    out
 }
 
 /// Probes and checks an audio file on disk, reading only what it needs: a PCM or FLAC file
 /// whose header states its length is checked at its start and its end, other formats are
-/// walked packet by packet.
+/// walked packet by packet. `ext` is a hint (the file's extension).
 pub fn probe_file(path: &Path, ext: Option<&str>) -> Result<MediaInfo, MediaError> {
     let open = || File::open(path).map_err(|e| MediaError::Unreadable(e.to_string()));
-    let (vbr, ogg_ok) = side_checks(&mut open()?, ext);
-    probe_source(&|| Ok(Box::new(open()?)), ext, vbr, ogg_ok)
-}
-
-/// The checks made on raw bytes: does an MP3 state its exact length, is an Ogg file complete.
-fn side_checks(file: &mut impl ReadAt, ext: Option<&str>) -> (bool, Result<(), MediaError>) {
-    let ogg_ok = match ext {
-        Some("ogg" | "oga") => check_ogg_complete(file),
-        _ => Ok(()),
-    };
-    (mp3_has_length_header(file), ogg_ok)
-}
-
-/// Opens the file being probed from its start.
-type Opener<'a> = &'a dyn Fn() -> Result<Box<dyn MediaSource>, MediaError>;
-
-fn probe_source(
-    open: Opener<'_>,
-    ext: Option<&str>,
-    has_vbr_header: bool,
-    ogg_ok: Result<(), MediaError>,
-) -> Result<MediaInfo, MediaError> {
-    ogg_ok?;
+    let mut file = open()?;
+    if let Some("ogg" | "oga") = ext {
+        check_ogg_complete(&mut file)?;
+    }
+    let has_vbr_header = mp3_has_length_header(&mut file);
     // Gapless mode trims to a length symphonia may have *estimated* (a VBR MP3 without a Xing
     // header); we count untrimmed packets and subtract the encoder's delay/padding ourselves.
-    let (mut format, outer_meta) = open_source(open()?, ext, false)?;
+    let (mut format, outer_meta) = open_source(Box::new(open()?), ext, false)?;
     let (track_id, params) = audio_track(format.as_ref())?;
     let codec = symphonia::default::get_codecs()
         .get_codec(params.codec)
@@ -220,7 +174,7 @@ fn probe_source(
                 break;
             }
             // Not where it should be: count every packet from the start after all.
-            (format, _) = open_source(open()?, ext, false)?;
+            (format, _) = open_source(Box::new(open()?), ext, false)?;
             (counted, longest) = (0, 0);
         }
     }
@@ -298,25 +252,25 @@ fn apply_tags(info: &mut MediaInfo, rev: &MetadataRevision) {
 
 /// True if the bytes start (after an ID3v2 tag) with an MPEG audio frame carrying a Xing,
 /// Info or VBRI header, i.e. the stream states its exact length.
-fn mp3_has_length_header(file: &mut impl ReadAt) -> bool {
-    let head = file.read_at(0, 10);
+fn mp3_has_length_header(file: &mut File) -> bool {
+    let head = read_at(file, 0, 10);
     let mut start = 0u64;
     if head.len() == 10 && &head[..3] == b"ID3" {
         let size = head[6..10].iter().fold(0u64, |acc, b| (acc << 7) | u64::from(b & 0x7f));
         start = 10 + size + if head[5] & 0x10 != 0 { 10 } else { 0 };
     }
-    let window = file.read_at(start, 4096);
+    let window = read_at(file, start, 4096);
     let Some(sync) = window.windows(2).position(|w| w[0] == 0xff && w[1] & 0xe0 == 0xe0) else { return false };
     let frame = &window[sync..window.len().min(sync + 200)];
     frame.windows(4).any(|w| w == b"Xing" || w == b"Info" || w == b"VBRI")
 }
 
 /// An Ogg file must end with a complete page; a cut-off last page means a truncated file.
-fn check_ogg_complete(file: &mut impl ReadAt) -> Result<(), MediaError> {
+fn check_ogg_complete(file: &mut File) -> Result<(), MediaError> {
     // The last page is at most 27 + 255 + 255 * 255 bytes long.
-    let len = file.size();
+    let len = file.metadata().map_or(0, |m| m.len());
     let from = len.saturating_sub(27 + 255 + 255 * 255);
-    let bytes = file.read_at(from, (len - from) as usize);
+    let bytes = read_at(file, from, (len - from) as usize);
     let len = bytes.len();
     let mut at = len;
     while let Some(start) = bytes[..at].windows(4).rposition(|w| w == b"OggS") {
