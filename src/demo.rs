@@ -222,6 +222,15 @@ pub async fn run(root: &Path, say: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     let names: Vec<String> = v.corrupt.iter().map(ContentId::short).collect();
     say(&format!("          bo's verify reports corrupt chunk(s): {}", names.join(", ")));
     check(v.corrupt == vec![chunk], "verify names the damaged chunk")?;
+    // Playing the damaged track repairs it: the bad chunk is never decoded, it is dropped and
+    // fetched again from a peer, and the store verifies clean afterwards.
+    let items = bo.resolve(&victim.to_string())?;
+    let player = bo.play(items, Box::new(MemorySink::new()), PlayOptions::default())?;
+    let played = tokio::task::spawn_blocking(move || player.wait()).await.map_err(|_| Error::NodeStopped)??;
+    check(played.tracks.iter().all(|t| t.error.is_none()), "the damaged track plays")?;
+    let v = bo.local().verify(&|_| {})?;
+    check(v.is_ok(), "bo's store verifies after the repair")?;
+    say("          bo plays that track: the damaged chunk is fetched again from a peer; verify is clean again");
 
     listen_tip_and_settle(&artist, &ada, &bo, &report.release, say).await?;
 
@@ -307,8 +316,7 @@ async fn listen_tip_and_settle(
     say("Step 10/11 Plays and tips go into each fan's signed ledger, then settle key to key with the artist's node.");
     let key = artist.local().identity.artist_key().ok_or(crate::identity::IdentityError::NoArtistKey)?;
     let bo_towards_artist = bo_towards(artist, bo)?;
-    // bo plays the second track from its own store (the first has the chunk damaged in step
-    // 9): a cache hit, no network.
+    // bo plays the second track from its own store: a cache hit, no network.
     let first = bo.resolve(&release.tracks[1].id.to_string())?;
     let player = bo.play(first, Box::new(MemorySink::new()), PlayOptions::default())?;
     let played = tokio::task::spawn_blocking(move || player.wait()).await.map_err(|_| Error::NodeStopped)??;
@@ -316,7 +324,7 @@ async fn listen_tip_and_settle(
     let (_, tip) = ada.local().tip(DEMO_ARTIST, Money { minor: 300, unit: "USD".into() })?;
     bo.local().tip(DEMO_ARTIST, Money { minor: 150, unit: "USD".into() })?;
     say(&format!(
-        "          ada: the {} plays of step 5 and a tip of 300 USD (entry {}); bo: 1 play from its own store and 150 USD",
+        "          ada: the {} plays of step 5 and a tip of 300 USD (entry {}); bo: 2 plays from its own store and 150 USD",
         release.tracks.len(),
         tip.seq
     ));
@@ -357,7 +365,8 @@ async fn listen_tip_and_settle(
         owed.join(", ")
     ));
     check(r.listeners == 2 && r.receipts == 2 && total == 450, "the report adds up")?;
-    let expected = release.tracks.len() as u64 + 1;
+    // ada's plays of every track, bo's play of the repaired track, and bo's cache-hit play.
+    let expected = release.tracks.len() as u64 + 2;
     check(r.plays.iter().map(|p| p.plays).sum::<u64>() == expected, "every play is counted once")?;
     check(r.passes == vec![(bo_towards_artist, 1)], "the pass is credited to bo's pseudonym")?;
     Ok(())

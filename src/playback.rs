@@ -17,7 +17,9 @@ use crate::Local;
 use crate::catalog::ContentId;
 use crate::net::event_loop::Command;
 use crate::node::Node;
-use crate::player::{ChunkSource, Feed, FeedError, PlayError, PlayHook, PlayOptions, Player, QueueItem, Sink, Tracks};
+use crate::player::{
+    ChunkSource, Feed, FeedError, PlayError, PlayHook, PlayOptions, Player, QueueItem, Repair, Sink, Tracks,
+};
 
 /// How long a read may wait without any chunk arriving before the track fails.
 const STALL: Duration = Duration::from_secs(30);
@@ -30,14 +32,22 @@ fn store_error(e: impl std::fmt::Display) -> PlayError {
     PlayError::Source(format!("local store: {e}"))
 }
 
-/// Opens a fully stored track from the store (no network).
-fn open_stored(local: &Arc<Local>, id: &ContentId) -> Result<Option<Box<dyn MediaSource>>, PlayError> {
+/// Opens a fully stored track from the store (no network unless a chunk turns out damaged and
+/// `repair` can fetch it again).
+fn open_stored(
+    local: &Arc<Local>,
+    id: &ContentId,
+    repair: Option<Repair>,
+) -> Result<Option<Box<dyn MediaSource>>, PlayError> {
     if !local.store.is_complete(id).map_err(store_error)? {
         return Ok(None);
     }
     let manifest = local.store.manifest(id).map_err(store_error)?.ok_or_else(|| store_error("manifest missing"))?;
-    let source = ChunkSource::new(local.clone(), *id, manifest, None, STALL).prime().map_err(unreadable)?;
-    Ok(Some(Box::new(source)))
+    let mut source = ChunkSource::new(local.clone(), *id, manifest, None, STALL);
+    if let Some(r) = repair {
+        source = source.with_repair(r);
+    }
+    Ok(Some(Box::new(source.prime().map_err(unreadable)?)))
 }
 
 /// Tracks from the local store only: what this node holds completely.
@@ -45,7 +55,7 @@ pub struct StoredTracks(pub Arc<Local>);
 
 impl Tracks for StoredTracks {
     fn open(&self, item: &QueueItem) -> Result<Box<dyn MediaSource>, PlayError> {
-        open_stored(&self.0, &item.id)?.ok_or_else(|| {
+        open_stored(&self.0, &item.id, None)?.ok_or_else(|| {
             PlayError::Source(format!(
                 "{} ({}) is not stored here; start the daemon (`busker daemon`) to stream it from peers",
                 item.title,
@@ -106,6 +116,22 @@ impl NodeTracks {
         }))
     }
 
+    /// Streams `id` again from chunk `idx` when a stored chunk is found damaged: the player's
+    /// reader waits on the returned feed while the node fetches the chunk from peers.
+    fn repair(&self, id: ContentId) -> Repair {
+        let tx = self.commands.clone();
+        Arc::new(move |feed: Option<Arc<Feed>>, idx: usize| {
+            let feed = feed.unwrap_or_else(|| {
+                let tx = tx.clone();
+                Arc::new(Feed::new(move || {
+                    let _ = tx.try_send(Command::Playhead { id });
+                }))
+            });
+            feed.want(idx);
+            tx.blocking_send(Command::Stream { id, feed: feed.clone() }).ok().map(|_| feed)
+        })
+    }
+
     fn send(&self, cmd: Command) -> Result<(), PlayError> {
         // Called on the player's own thread, never inside the async runtime.
         self.commands.blocking_send(cmd).map_err(|_| PlayError::Source("the node has stopped".into()))
@@ -115,7 +141,7 @@ impl NodeTracks {
 impl Tracks for NodeTracks {
     fn open(&self, item: &QueueItem) -> Result<Box<dyn MediaSource>, PlayError> {
         let id = item.id;
-        if let Some(stored) = open_stored(&self.local, &id)? {
+        if let Some(stored) = open_stored(&self.local, &id, Some(self.repair(id)))? {
             tracing::debug!("{}: stored here, playing without network", item.title);
             return Ok(stored);
         }
@@ -133,7 +159,8 @@ impl Tracks for NodeTracks {
         loop {
             let seen = feed.version().map_err(|e| PlayError::Source(format!("{}: {e}", item.title)))?;
             if let Some(m) = self.local.store.manifest(&id).map_err(store_error)? {
-                let source = ChunkSource::new(self.local.clone(), id, m, Some(feed), STALL);
+                let source =
+                    ChunkSource::new(self.local.clone(), id, m, Some(feed), STALL).with_repair(self.repair(id));
                 return Ok(Box::new(source.prime().map_err(unreadable)?));
             }
             match feed.wait(seen, step) {

@@ -37,6 +37,24 @@ impl Store {
         Ok(true)
     }
 
+    /// Drops chunk `id`, found damaged on disk, from the index (deleting its chunk file), so it
+    /// counts as missing and the next fetch of its content asks peers for it again. A chunk
+    /// served from a published file is left alone: a changed original is reported, not
+    /// repaired behind the artist's back. Returns true if the chunk was dropped.
+    pub fn forget_damaged_chunk(&self, id: &ContentId) -> Result<bool, StoreError> {
+        let Some(v) = self.chunk_index.get(id.0)? else { return Ok(false) };
+        let location = ChunkEntry::decode(&v).location;
+        if matches!(location, Location::Source(_)) {
+            return Ok(false);
+        }
+        self.chunk_index.remove(id.0)?;
+        self.access.remove(id.0)?;
+        if location == Location::File {
+            self.files.remove(id)?;
+        }
+        Ok(true)
+    }
+
     /// Records that chunk `id` was just used (for LRU eviction).
     pub fn touch(&self, id: &ContentId) -> Result<(), StoreError> {
         self.access.insert(id.0, &crate::time::unix_now().to_le_bytes())?;

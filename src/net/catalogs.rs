@@ -7,8 +7,8 @@ use libp2p::{PeerId, gossipsub, kad};
 use super::announce::{Announcement, artist_of_key, catalog_key};
 use super::event_loop::{EventLoop, Pending, Work};
 use super::protocol::{Request, Response};
-use crate::catalog::SignedCatalog;
 use crate::catalog::ids::{ArtistKey, ContentId};
+use crate::catalog::{SignedCatalog, StoreError};
 use crate::node::{Event, Via};
 
 /// For this long after sending a chunk to one connected peer, a node declines to send the
@@ -62,6 +62,12 @@ impl EventLoop {
                         Ok(bytes) => {
                             let _ = local.store.touch(&id);
                             Response::Bytes(bytes)
+                        }
+                        Err(e @ StoreError::CorruptChunk(_)) => {
+                            // Damaged on our disk: stop offering it; a later fetch repairs it.
+                            tracing::warn!("not serving chunk {id} to {peer}: {e}; dropped it from the store");
+                            let _ = local.store.forget_damaged_chunk(&id);
+                            Response::NotFound
                         }
                         Err(e) => {
                             tracing::debug!("not serving chunk {id} to {peer}: {e}");

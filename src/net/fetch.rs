@@ -25,7 +25,7 @@ const LOOKUP_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 /// One piece of content being fetched.
 pub(super) struct Download {
     pin: bool,
-    manifest: Option<Manifest>,
+    pub(super) manifest: Option<Manifest>,
     pub(super) schedule: Option<Schedule<PeerId>>,
     pub(super) candidates: HashSet<PeerId>,
     manifest_asked: HashSet<PeerId>,

@@ -254,6 +254,13 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
         }
     }
 
+    /// Chunk `idx`, stored earlier, was found damaged on disk and dropped: fetch it again.
+    pub fn lost(&mut self, idx: usize) {
+        if idx < self.total && !self.in_flight.contains_key(&idx) {
+            self.missing.insert(idx);
+        }
+    }
+
     /// `peer` sent bytes for `idx` that do not match the hash: ban it, requeue the chunk.
     pub fn bad_bytes(&mut self, peer: &P, idx: usize, now: Instant) {
         if self.settle(peer, idx) {

@@ -18,10 +18,8 @@ impl EventLoop {
             // Forget readers that have gone away.
             d.feeds.retain(|f| Arc::strong_count(f) > 1);
             d.feeds.push(feed.clone());
-            if let Some(s) = &mut d.schedule {
-                s.stream_from(feed.playhead());
-            }
         }
+        self.follow_playhead(id, Some(feed.playhead()));
         // The manifest or chunks may be stored already.
         feed.bump();
         self.drive(id);
@@ -29,13 +27,24 @@ impl EventLoop {
 
     /// A reader moved: fetch from its playhead on.
     pub(super) fn on_playhead(&mut self, id: ContentId) {
-        if let Some(d) = self.downloads.get_mut(&id) {
+        let playhead = self.downloads.get_mut(&id).and_then(|d| {
             d.feeds.retain(|f| Arc::strong_count(f) > 1);
-            if let (Some(s), Some(f)) = (&mut d.schedule, d.feeds.last()) {
-                s.stream_from(f.playhead());
-            }
-        }
+            d.feeds.last().map(|f| f.playhead())
+        });
+        self.follow_playhead(id, playhead);
         self.drive(id);
+    }
+
+    /// Fetches `id` in playback order from `playhead`. A reader that asks for a chunk this
+    /// download had stored found it damaged on disk and dropped it (see `ChunkSource`): that
+    /// chunk is fetched again.
+    fn follow_playhead(&mut self, id: ContentId, playhead: Option<usize>) {
+        let (Some(playhead), Some(d)) = (playhead, self.downloads.get_mut(&id)) else { return };
+        let (Some(s), Some(m)) = (&mut d.schedule, &d.manifest) else { return };
+        if m.chunks.get(playhead).is_some_and(|c| !self.local.store.has_chunk(c).unwrap_or(true)) {
+            s.lost(playhead);
+        }
+        s.stream_from(playhead);
     }
 
     /// True if someone waits for `id`: a caller of fetch, or a player reading it. A download

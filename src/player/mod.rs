@@ -27,7 +27,7 @@ pub use probe::{AUDIO_EXTENSIONS, MediaInfo, SharedBytes, probe_file};
 pub use queue::{QueueItem, parse_position, resolve};
 pub use session::{Control, PlayHook, PlayOptions, Player, State, Status, TrackStats, Tracks, counts};
 pub use sink::{MemorySink, NullSink, RawSink, Sink, SinkError, WavSink};
-pub use source::ChunkSource;
+pub use source::{ChunkSource, Repair};
 
 /// Why audio could not be read.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

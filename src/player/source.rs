@@ -10,11 +10,19 @@ use symphonia::core::io::MediaSource;
 
 use super::feed::{Feed, FeedError};
 use crate::Local;
+use crate::catalog::StoreError;
 use crate::catalog::chunk::{Manifest, chunk_index, chunk_ranges};
 use crate::catalog::ids::ContentId;
 
 /// How long a read waits between nudges of the fetcher when nothing arrives.
 const NUDGE_EVERY: Duration = Duration::from_millis(500);
+
+/// Most damaged chunks one source repairs from peers before it gives up on the track.
+const MAX_REPAIRS: u32 = 8;
+
+/// Streams a track from peers again from chunk `idx`, through `feed` if there is one or a new
+/// feed otherwise; returns the feed its chunks arrive on, or `None` if that cannot be done.
+pub type Repair = Arc<dyn Fn(Option<Arc<Feed>>, usize) -> Option<Arc<Feed>> + Send + Sync>;
 
 /// Reads one track's bytes from the store, waiting on a [`Feed`] for chunks still in flight.
 pub struct ChunkSource {
@@ -26,6 +34,8 @@ pub struct ChunkSource {
     current: Option<(usize, Vec<u8>)>,
     feed: Option<Arc<Feed>>,
     stall: Duration,
+    repair: Option<Repair>,
+    repairs: u32,
 }
 
 impl std::fmt::Debug for ChunkSource {
@@ -40,7 +50,14 @@ impl ChunkSource {
     /// progress before failing.
     pub fn new(local: Arc<Local>, id: ContentId, manifest: Manifest, feed: Option<Arc<Feed>>, stall: Duration) -> Self {
         let starts = chunk_ranges(manifest.size).map(|r| r.start).collect();
-        Self { local, id, manifest, starts, pos: 0, current: None, feed, stall }
+        Self { local, id, manifest, starts, pos: 0, current: None, feed, stall, repair: None, repairs: 0 }
+    }
+
+    /// Repairs damage instead of failing: a chunk whose stored bytes no longer match its hash
+    /// is dropped from the store and fetched again from peers through `repair`.
+    pub fn with_repair(mut self, repair: Repair) -> Self {
+        self.repair = Some(repair);
+        self
     }
 
     /// Reads the first chunk now, so a track that cannot be read at all fails with the reason
@@ -59,7 +76,8 @@ impl ChunkSource {
 
     fn load(&mut self, idx: usize) -> std::io::Result<()> {
         let chunk = *self.manifest.chunks.get(idx).ok_or_else(|| other(format!("chunk {idx} is past the end")))?;
-        let store = &self.local.store;
+        let local = self.local.clone();
+        let store = &local.store;
         if let Some(feed) = &self.feed {
             feed.want(idx);
         }
@@ -70,12 +88,20 @@ impl ChunkSource {
                 None => None,
             };
             if store.has_intact_chunk(&chunk).map_err(|e| other(e.to_string()))? {
-                // Verified against its name on every read: a chunk file damaged on disk is
-                // an error, never audio.
-                let bytes = store.read_chunk(&chunk).map_err(|e| other(format!("track {}: {e}", self.id.short())))?;
-                let _ = store.touch(&chunk);
-                self.current = Some((idx, bytes));
-                return Ok(());
+                // Verified against its name on every read: a chunk damaged on disk is never
+                // played; it is fetched again if this source can repair, an error otherwise.
+                match store.read_chunk(&chunk) {
+                    Ok(bytes) => {
+                        let _ = store.touch(&chunk);
+                        self.current = Some((idx, bytes));
+                        return Ok(());
+                    }
+                    Err(e @ StoreError::CorruptChunk(_)) if self.start_repair(idx) => {
+                        tracing::warn!("track {}: {e}; fetching chunk {idx} again from peers", self.id.short());
+                        continue;
+                    }
+                    Err(e) => return Err(other(format!("track {}: {e}", self.id.short()))),
+                }
             }
             let (Some(feed), Some(seen)) = (&self.feed, seen) else {
                 return Err(other(format!("track {}: chunk {idx} is not stored", self.id.short())));
@@ -94,6 +120,19 @@ impl ChunkSource {
             }
             last_progress = Instant::now();
         }
+    }
+
+    /// Drops damaged chunk `idx` from the store and streams the track again from its place.
+    /// False if this source cannot repair (no node, or too many repairs already).
+    fn start_repair(&mut self, idx: usize) -> bool {
+        let Some(repair) = &self.repair else { return false };
+        let Some(chunk) = self.manifest.chunks.get(idx) else { return false };
+        if self.repairs >= MAX_REPAIRS || !self.local.store.forget_damaged_chunk(chunk).unwrap_or(false) {
+            return false;
+        }
+        self.repairs += 1;
+        self.feed = repair(self.feed.take(), idx);
+        self.feed.is_some()
     }
 
     fn feed_error(&self, idx: usize, e: FeedError) -> std::io::Error {

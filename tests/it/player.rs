@@ -227,3 +227,28 @@ fn probed_length_equals_the_decoded_length() {
         assert_eq!(info.frames, frames, "{}", path.display());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_damaged_on_disk_is_fetched_again_and_the_track_plays_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_artist, fan, src, items) = artist_and_fan(dir.path()).await;
+    let song = &items[3];
+    within("fetch", fan.fetch(&song.id.to_string())).await.unwrap();
+    let store = &fan.local().store;
+    let chunks = store.manifest(&song.id).unwrap().unwrap().chunks;
+    assert!(chunks.len() >= 3, "the song spans several chunks");
+    // Damage the first chunk (read when the track opens) and one in the middle.
+    for victim in [chunks[0], chunks[2]] {
+        busker::demo::corrupt_chunk(store, &victim).unwrap();
+    }
+    assert_eq!(fan.local().verify(&|_| {}).unwrap().corrupt.len(), 2);
+
+    let (status, pcm) = play(&fan, vec![song.clone()], PlayOptions::default()).await;
+    let t = &status.unwrap().tracks[0];
+    assert!(t.error.is_none(), "{t:?}");
+    let (_, local) = decode_file(&src.join("04-song.wav"));
+    assert!(pcm == local, "the repaired track plays exactly the original audio");
+    let v = fan.local().verify(&|_| {}).unwrap();
+    assert!(v.is_ok(), "after the repair the store verifies: {v:?}");
+    assert!(store.is_complete(&song.id).unwrap());
+}
