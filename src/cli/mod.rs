@@ -47,7 +47,11 @@ pub enum Command {
         artist: Option<String>,
     },
     /// Print this node's public keys.
-    Id,
+    Id {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the node: join the network, seed, and serve the control API.
     Daemon {
         /// Settings file to use instead of <data dir>/config.toml.
@@ -69,9 +73,17 @@ pub enum Command {
     /// Stop the running daemon.
     Stop,
     /// Show the running daemon's state.
-    Status,
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the running daemon's connected peers.
-    Peers,
+    Peers {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Publish a folder of audio files as a new release.
     Publish {
         /// Folder holding the audio files (and optionally cover.jpg/png).
@@ -199,7 +211,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let home = Home::locate(cli.data_dir.clone())?;
     let remote = match cli.command {
-        Command::Init { .. } | Command::Id | Command::Daemon { .. } => None,
+        Command::Init { .. } | Command::Id { .. } | Command::Daemon { .. } => None,
         _ => Remote::detect(home.root())?,
     };
     let need_daemon =
@@ -212,7 +224,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let (node, report) = Local::init(&home, artist.as_deref())?;
             show::init(&node.identity, &report);
         }
-        Command::Id => show::id(&Identity::load(&home.keys_dir())?),
+        Command::Id { json } => show::id_as(&Identity::load(&home.keys_dir())?, json)?,
         Command::Daemon { config, listen, bootstrap, no_mdns, api } => {
             let config = match config {
                 Some(path) => Config::load(&path)?,
@@ -229,8 +241,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let _: serde_json::Value = r.post("/v1/shutdown", &serde_json::json!({}))?;
             eprintln!("daemon stopping");
         }
-        Command::Status => show::status(&remote.ok_or_else(need_daemon)?.get::<Status>("/v1/status")?),
-        Command::Peers => show::peers(&remote.ok_or_else(need_daemon)?.get::<Vec<PeerInfo>>("/v1/peers")?),
+        Command::Status { json } => {
+            show::status(&remote.ok_or_else(need_daemon)?.get::<Status>("/v1/status")?, json)?;
+        }
+        Command::Peers { json } => {
+            show::peers(&remote.ok_or_else(need_daemon)?.get::<Vec<PeerInfo>>("/v1/peers")?, json)?;
+        }
         Command::Publish { dir, title, licence, uses, date, splits, referral, skip_bad, copy } => {
             let dir = absolute(dir)?;
             let config = home.config()?;

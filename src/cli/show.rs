@@ -43,6 +43,22 @@ pub fn id(identity: &Identity) {
     println!("peer id      {}", busker::net::peer_id(identity));
 }
 
+/// `busker id`: text, or JSON for scripts.
+pub fn id_as(identity: &Identity, json: bool) -> anyhow::Result<()> {
+    if json {
+        let v = serde_json::json!({
+            "artist_key": identity.artist_key().map(|k| k.to_string()),
+            "fan_key": hex(&identity.fan_public()),
+            "node_key": hex(&identity.node_public()),
+            "peer_id": busker::net::peer_id(identity).to_string(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        id(identity);
+    }
+    Ok(())
+}
+
 pub fn daemon_started(s: &Started, node: &Node) {
     println!("busker daemon running");
     println!("peer id      {}", s.peer_id);
@@ -53,7 +69,11 @@ pub fn daemon_started(s: &Started, node: &Node) {
     println!("stop with Ctrl-C or `busker stop`");
 }
 
-pub fn status(s: &Status) {
+pub fn status(s: &Status, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
     println!("peer id      {}", s.peer_id);
     for a in &s.listen {
         println!("listening    {a}");
@@ -63,13 +83,19 @@ pub fn status(s: &Status) {
     println!("store        {} chunks, {} bytes", s.chunks, s.bytes);
     println!("downloads    {} in progress", s.downloads);
     println!("served       {} chunks, {} bytes to peers", s.served_chunks, s.served_bytes);
+    Ok(())
 }
 
-pub fn peers(list: &[PeerInfo]) {
+pub fn peers(list: &[PeerInfo], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(list)?);
+        return Ok(());
+    }
     for p in list {
         println!("{}  {}", p.peer, p.addr);
     }
     eprintln!("{} peer(s)", list.len());
+    Ok(())
 }
 
 pub fn hits(hits: &[Hit], json: bool) -> anyhow::Result<()> {

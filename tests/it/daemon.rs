@@ -85,6 +85,12 @@ fn the_cli_drives_two_daemons_through_the_control_api() {
         assert_eq!(std::fs::read(file).unwrap(), std::fs::read(src.join(file.file_name().unwrap())).unwrap());
     }
     assert!(until_ok(&f, &["peers"], |_| true).contains(&listen[listen.rfind('/').unwrap() + 1..]));
+    // Machine-readable forms, for scripts.
+    let artist_id: serde_json::Value = serde_json::from_str(&until_ok(&a, &["id", "--json"], |_| true)).unwrap();
+    let peers: serde_json::Value = serde_json::from_str(&until_ok(&f, &["peers", "--json"], |_| true)).unwrap();
+    assert!(peers.as_array().unwrap().iter().any(|p| p["peer"] == artist_id["peer_id"]), "{peers}");
+    let status: serde_json::Value = serde_json::from_str(&until_ok(&f, &["status", "--json"], |_| true)).unwrap();
+    assert!(status["chunks"].as_u64().unwrap() > 0, "{status}");
 
     // A token that does not match the running daemon's is refused with a clear error.
     let token = f.join("api.token");
