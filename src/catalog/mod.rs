@@ -20,12 +20,14 @@ pub mod signed;
 pub mod sources;
 pub mod store;
 mod store_net;
+mod verify;
 
 pub use chunk::Manifest;
 pub use ids::{ArtistKey, ContentId, Pseudonym};
 pub use model::{Catalog, Licence, Release, Splits, Track, Uses};
 pub use signed::SignedCatalog;
-pub use store::{Store, StoreError, VerifyReport};
+pub use store::{Store, StoreError};
+pub use verify::VerifyReport;
 
 /// Why a catalog was rejected.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
