@@ -38,48 +38,44 @@ impl EventLoop {
                 Some(bits) => Response::Bytes(super::protocol::pack_bits(&bits)),
                 None => found(store.availability(&id).map(|a| a.map(|bits| super::protocol::pack_bits(&bits)))),
             },
-            Request::Chunk(id) => {
-                let now = std::time::Instant::now();
-                if let Some((first, at)) = self.recently_served.get(&id) {
-                    let passable =
-                        *first != peer && now.duration_since(*at) < PASS_ON_WINDOW && self.is_connected(first);
-                    // Decline two of every three such requests from a peer, never all: the
-                    // duplicate upload drops to a third, and no requester depends on one source.
-                    let count = self.declines.entry(peer).or_default();
-                    *count += u32::from(passable);
-                    if passable && *count % DECLINE_EVERY != 0 {
-                        let _ = self.swarm.behaviour_mut().exchange.send_response(channel, Response::Declined);
-                        return;
-                    }
-                }
-                if self.recently_served.len() < RECENTLY_SERVED_CAP {
-                    self.recently_served.insert(id, (peer, now));
-                }
-                let (local, work) = (self.local.clone(), self.work_tx.clone());
-                tokio::task::spawn_blocking(move || {
-                    // read_chunk verifies the hash: we never serve bytes we would not accept.
-                    let response = match local.store.read_chunk(&id) {
-                        Ok(bytes) => {
-                            let _ = local.store.touch(&id);
-                            Response::Bytes(bytes)
-                        }
-                        Err(e @ StoreError::CorruptChunk(_)) => {
-                            // Damaged on our disk: stop offering it; a later fetch repairs it.
-                            tracing::warn!("not serving chunk {id} to {peer}: {e}; dropped it from the store");
-                            let _ = local.store.forget_damaged_chunk(&id);
-                            Response::NotFound
-                        }
-                        Err(e) => {
-                            tracing::debug!("not serving chunk {id} to {peer}: {e}");
-                            Response::NotFound
-                        }
-                    };
-                    let _ = work.blocking_send(Work::Serve { channel, response });
-                });
-                return;
-            }
+            Request::Chunks(ids) => return self.serve_chunks(peer, ids, channel),
         };
         let _ = self.swarm.behaviour_mut().exchange.send_response(channel, response);
+    }
+
+    /// Answers a chunk request: declines chunks the peer can get from another fan (see
+    /// [`PASS_ON_WINDOW`]), and reads the rest on the blocking pool.
+    fn serve_chunks(&mut self, peer: PeerId, ids: Vec<ContentId>, channel: ResponseChannel<Response>) {
+        let now = std::time::Instant::now();
+        let mut wanted: Vec<Option<ContentId>> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some((first, at)) = self.recently_served.get(&id) {
+                let passable = *first != peer && now.duration_since(*at) < PASS_ON_WINDOW && self.is_connected(first);
+                // Decline two of every three such requests from a peer, never all: the
+                // duplicate upload drops to a third, and no requester depends on one source.
+                let count = self.declines.entry(peer).or_default();
+                *count += u32::from(passable);
+                if passable && *count % DECLINE_EVERY != 0 {
+                    wanted.push(None);
+                    continue;
+                }
+            }
+            if self.recently_served.len() < RECENTLY_SERVED_CAP {
+                self.recently_served.insert(id, (peer, now));
+            }
+            wanted.push(Some(id));
+        }
+        if wanted.iter().all(Option::is_none) {
+            let declined = wanted.iter().map(|_| Response::Declined).collect();
+            let _ = self.swarm.behaviour_mut().exchange.send_response(channel, Response::Chunks(declined));
+            return;
+        }
+        let (local, work) = (self.local.clone(), self.work_tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let entries = wanted.into_iter().map(|w| w.map_or(Response::Declined, |id| read_for(&local, &id, &peer)));
+            let response = Response::Chunks(entries.collect());
+            let _ = work.blocking_send(Work::Serve { channel, response });
+        });
     }
 
     /// Publishes our announcement: gossip, DHT record, and provider records.
@@ -247,6 +243,27 @@ impl EventLoop {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Reads chunk `id` to send to `peer`. `read_chunk` verifies the hash: we never serve bytes we
+/// would not accept. A chunk damaged on our disk is dropped from the store (a later fetch
+/// repairs it) and answered as not found.
+fn read_for(local: &crate::Local, id: &ContentId, peer: &PeerId) -> Response {
+    match local.store.read_chunk(id) {
+        Ok(bytes) => {
+            let _ = local.store.touch(id);
+            Response::Bytes(bytes)
+        }
+        Err(e @ StoreError::CorruptChunk(_)) => {
+            tracing::warn!("not serving chunk {id} to {peer}: {e}; dropped it from the store");
+            let _ = local.store.forget_damaged_chunk(id);
+            Response::NotFound
+        }
+        Err(e) => {
+            tracing::debug!("not serving chunk {id} to {peer}: {e}");
+            Response::NotFound
         }
     }
 }

@@ -21,7 +21,6 @@ use super::protocol::{Request, Response};
 use super::settle::{SettleJob, SettleResponse};
 use super::{Announcement, FetchReport, NetError, PeerInfo, Status};
 use crate::Local;
-use crate::catalog::StoreError;
 use crate::catalog::ids::{ArtistKey, ContentId};
 use crate::ledger::{Receipt, Settlement};
 use crate::node::{Event, Via};
@@ -75,8 +74,9 @@ pub(crate) enum Command {
 pub(super) enum Work {
     /// A chunk read for a peer's request.
     Serve { channel: ResponseChannel<Response>, response: Response },
-    /// A received chunk was checked (Ok(true): stored; Ok(false): wrong hash).
-    ChunkChecked { id: ContentId, idx: usize, peer: PeerId, len: usize, result: Result<bool, StoreError> },
+    /// Chunks received in one response were checked: (index, length, Ok(true): stored;
+    /// Ok(false): wrong hash).
+    ChunksChecked { id: ContentId, peer: PeerId, results: Vec<super::fetch::Checked> },
     /// A completed fetch was pinned and flushed.
     FetchFinished(super::fetch::Finished),
     /// An incoming settlement was checked (and stored if accepted).
@@ -97,9 +97,10 @@ pub(super) enum Pending {
     Manifest {
         id: ContentId,
     },
-    Chunk {
+    /// Chunks `idxs` of content `id`, asked in one request.
+    Chunks {
         id: ContentId,
-        idx: usize,
+        idxs: Vec<usize>,
     },
     Have {
         id: ContentId,
@@ -317,15 +318,19 @@ impl EventLoop {
     fn handle_work(&mut self, work: Work) {
         match work {
             Work::Serve { channel, response } => {
-                if let Response::Bytes(b) = &response {
-                    self.served.0 += 1;
-                    self.served.1 += b.len() as u64;
+                if let Response::Chunks(entries) = &response {
+                    for e in entries {
+                        if let Response::Bytes(b) = e {
+                            self.served.0 += 1;
+                            self.served.1 += b.len() as u64;
+                        }
+                    }
                 }
                 if self.swarm.behaviour_mut().exchange.send_response(channel, response).is_err() {
                     tracing::debug!("peer went away before its response was sent");
                 }
             }
-            Work::ChunkChecked { id, idx, peer, len, result } => self.on_chunk_checked(id, idx, peer, len, result),
+            Work::ChunksChecked { id, peer, results } => self.on_chunks_checked(id, peer, results),
             Work::FetchFinished(done) => self.on_fetch_finished(done),
             Work::Settled { channel, response } => self.on_settled(channel, response),
         }
@@ -444,7 +449,10 @@ impl EventLoop {
                 self.on_catalog_bytes(peer, artist, via, expect, gossip, &bytes);
             }
             Pending::Manifest { id } => self.on_manifest(peer, id, response),
-            Pending::Chunk { id, idx } => self.on_chunk(peer, id, idx, response),
+            Pending::Chunks { id, idxs } => {
+                let answers = response.per_chunk(idxs.len());
+                self.on_chunks(peer, id, idxs.into_iter().zip(answers).collect());
+            }
             Pending::Have { id } => self.on_have(peer, id, response),
         }
     }
@@ -452,7 +460,9 @@ impl EventLoop {
     fn on_request_failed(&mut self, peer: PeerId, pending: Pending) {
         match pending {
             Pending::Manifest { id } => self.on_manifest(peer, id, Response::Refused),
-            Pending::Chunk { id, idx } => self.on_chunk(peer, id, idx, Response::Refused),
+            Pending::Chunks { id, idxs } => {
+                self.on_chunks(peer, id, idxs.into_iter().map(|i| (i, Response::Refused)).collect());
+            }
             Pending::Have { id } => self.on_have(peer, id, Response::Refused),
             Pending::Catalog { gossip: Some(id), .. } => {
                 self.validated(&id, peer, gossipsub::MessageAcceptance::Ignore)

@@ -8,7 +8,7 @@ use libp2p::{PeerId, kad};
 use tokio::sync::oneshot;
 
 use super::event_loop::{EventLoop, Pending, Work};
-use super::protocol::{Request, Response};
+use super::protocol::{MAX_BATCH, Request, Response};
 use super::schedule::{Order, Schedule};
 use super::{FetchReport, NetError};
 use crate::catalog::StoreError;
@@ -48,6 +48,10 @@ pub(super) struct Download {
 /// How often a peer that holds part of the content is asked again what it has. Short: at
 /// loopback speeds a stale bitfield makes fans fetch from the seeder what a fan already has.
 const HAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A received chunk, checked: its index, its length, and whether it matched its hash and was
+/// stored (`Ok(true)`), failed its hash (`Ok(false)`), or could not be stored.
+pub(super) type Checked = (usize, usize, Result<bool, StoreError>);
 
 /// A finished fetch on its way back from the blocking pool.
 pub(crate) struct Finished {
@@ -275,8 +279,19 @@ impl EventLoop {
                     }
                 }
                 let shared = |p: &PeerId| elsewhere.get(p).copied().unwrap_or(0);
+                // A bulk fetch asks for up to MAX_BATCH chunks per request; a stream asks one
+                // at a time, so the chunk the decoder waits for arrives on its own.
+                let batch = if s.is_streaming() { 1 } else { MAX_BATCH };
+                let mut batches: Vec<(PeerId, Vec<usize>)> = Vec::new();
                 for (peer, idx) in s.next_sharing(now, shared) {
-                    requests.push((peer, Request::Chunk(m.chunks[idx]), Pending::Chunk { id, idx }));
+                    match batches.iter_mut().find(|(p, v)| *p == peer && v.len() < batch) {
+                        Some((_, v)) => v.push(idx),
+                        None => batches.push((peer, vec![idx])),
+                    }
+                }
+                for (peer, idxs) in batches {
+                    let ids = idxs.iter().map(|&i| m.chunks[i]).collect();
+                    requests.push((peer, Request::Chunks(ids), Pending::Chunks { id, idxs }));
                 }
                 if s.is_complete() {
                     return self.complete(id);
@@ -332,60 +347,85 @@ impl EventLoop {
         self.drive(id);
     }
 
-    pub(super) fn on_chunk(&mut self, peer: PeerId, id: ContentId, idx: usize, response: Response) {
+    /// Answers from `peer` to chunk requests of content `id`: chunks with bytes are verified
+    /// and stored on the blocking pool (one trip for the whole batch); the rest are requeued.
+    pub(super) fn on_chunks(&mut self, peer: PeerId, id: ContentId, answers: Vec<(usize, Response)>) {
         let Some(d) = self.downloads.get_mut(&id) else { return };
         let (Some(m), Some(s)) = (&d.manifest, &mut d.schedule) else { return };
-        match response {
-            Response::Bytes(bytes) if bytes.len() as u64 <= CHUNK => {
-                let (local, work, chunk, len) = (self.local.clone(), self.work_tx.clone(), m.chunks[idx], bytes.len());
-                let (offset, size) = (chunk_ranges(m.size).nth(idx).map_or(0, |r| r.start), m.size);
-                tokio::task::spawn_blocking(move || {
-                    let result = local.store.put_verified_chunk(&id, size, &chunk, offset, &bytes);
-                    let _ = work.blocking_send(Work::ChunkChecked { id, idx, peer, len, result });
-                });
-                return;
+        let now = Instant::now();
+        let (size, asked) = (m.size, answers.len());
+        let mut to_store = Vec::with_capacity(asked);
+        let mut oversized = false;
+        for (idx, response) in answers {
+            let (Some(chunk), Some(range)) = (m.chunks.get(idx), chunk_ranges(m.size).nth(idx)) else { continue };
+            match response {
+                Response::Bytes(bytes) if bytes.len() as u64 <= CHUNK => {
+                    to_store.push((idx, *chunk, range.start, bytes));
+                }
+                Response::Bytes(_) => {
+                    s.bad_bytes(&peer, idx, now);
+                    oversized = true;
+                }
+                Response::NotFound => s.failed(&peer, idx, true),
+                Response::Declined => s.declined(&peer, idx, now, super::catalogs::PASS_ON_WINDOW),
+                _ => s.failed(&peer, idx, false),
             }
-            Response::Bytes(_) => {
-                s.bad_bytes(&peer, idx, Instant::now());
-                self.ban(peer, "sent an oversized chunk".into());
-            }
-            Response::NotFound => s.failed(&peer, idx, true),
-            Response::Declined => s.declined(&peer, idx, Instant::now(), super::catalogs::PASS_ON_WINDOW),
-            _ => s.failed(&peer, idx, false),
         }
-        self.drive(id);
+        let storing = to_store.len();
+        if storing > 0 {
+            let (local, work) = (self.local.clone(), self.work_tx.clone());
+            tokio::task::spawn_blocking(move || {
+                let results = to_store
+                    .into_iter()
+                    .map(|(idx, chunk, offset, bytes)| {
+                        let result = local.store.put_verified_chunk(&id, size, &chunk, offset, &bytes);
+                        (idx, bytes.len(), result)
+                    })
+                    .collect();
+                let _ = work.blocking_send(Work::ChunksChecked { id, peer, results });
+            });
+        }
+        if oversized {
+            self.ban(peer, "sent an oversized chunk".into());
+        }
+        if storing < asked {
+            self.drive(id);
+        }
     }
 
-    pub(super) fn on_chunk_checked(
-        &mut self,
-        id: ContentId,
-        idx: usize,
-        peer: PeerId,
-        len: usize,
-        result: Result<bool, StoreError>,
-    ) {
+    /// Chunks from `peer` were checked and stored (`Ok(true)`), failed their hash
+    /// (`Ok(false)`: the peer is banned), or could not be stored.
+    pub(super) fn on_chunks_checked(&mut self, id: ContentId, peer: PeerId, results: Vec<Checked>) {
         let Some(d) = self.downloads.get_mut(&id) else { return };
         let Some(s) = &mut d.schedule else { return };
-        match result {
-            Ok(true) => {
-                s.delivered(&peer, idx);
-                d.fetched += 1;
-                d.fetched_bytes += len as u64;
-                *d.per_peer.entry(peer).or_default() += 1;
-                d.feeds.iter().for_each(|f| f.bump());
-                let (have, total) = (s.done(), s.total());
-                if have % 16 == 0 || have == total {
-                    self.emit(Event::FetchProgress { id, have, total });
+        let (mut bad, mut delivered) = (false, 0);
+        for (idx, len, result) in results {
+            match result {
+                Ok(true) => {
+                    delivered += 1;
+                    s.delivered(&peer, idx);
+                    d.fetched += 1;
+                    d.fetched_bytes += len as u64;
+                    *d.per_peer.entry(peer).or_default() += 1;
+                }
+                Ok(false) => {
+                    s.bad_bytes(&peer, idx, Instant::now());
+                    bad = true;
+                }
+                Err(e) => {
+                    tracing::warn!("storing a chunk of {id}: {e}");
+                    s.failed(&peer, idx, false);
                 }
             }
-            Ok(false) => {
-                s.bad_bytes(&peer, idx, Instant::now());
-                self.ban(peer, format!("sent a chunk of {id} that fails its BLAKE3 hash"));
-            }
-            Err(e) => {
-                tracing::warn!("storing a chunk of {id}: {e}");
-                s.failed(&peer, idx, false);
-            }
+        }
+        d.feeds.iter().for_each(|f| f.bump());
+        let (have, total) = (s.done(), s.total());
+        // Progress every 16 chunks, and at the end.
+        if delivered > 0 && (have / 16 != (have - delivered) / 16 || have == total) {
+            self.emit(Event::FetchProgress { id, have, total });
+        }
+        if bad {
+            self.ban(peer, format!("sent a chunk of {id} that fails its BLAKE3 hash"));
         }
         self.drive_all(id);
     }

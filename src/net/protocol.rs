@@ -5,9 +5,15 @@
 //! allocated, and an unknown tag is an error, never a panic.
 //!
 //! ```text
-//! request  := tag u8 | body            (body ≤ 64 bytes)
+//! request  := tag u8 | body            (body ≤ 1 + 32 × MAX_BATCH bytes)
 //! response := status u8 | len u32 LE | payload (len ≤ limit for the request kind)
+//!           | 5 | n u32 LE | n × (status u8 | len u32 LE | payload)   (chunks: n = ids asked)
 //! ```
+//!
+//! A chunk request names up to [`MAX_BATCH`] chunks, answered in one response with one entry
+//! each: a bulk fetch pays the per-request costs (a substream, its negotiation, a timeout, two
+//! trips through the event loop) once per four chunks. A player's stream asks one at a time,
+//! so the chunk the decoder waits for never waits behind others.
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -18,6 +24,8 @@ use crate::catalog::signed::MAX_CATALOG_BYTES;
 
 /// The protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/busker/exchange/1.0.0");
+/// Most chunks one request may name.
+pub const MAX_BATCH: usize = 4;
 /// Most announcements in one catalog list.
 pub const MAX_LISTED: usize = 4096;
 const MAX_MANIFEST_BYTES: usize = 1 << 20;
@@ -31,8 +39,8 @@ pub enum Request {
     ListCatalogs,
     /// A manifest by content id.
     Manifest(ContentId),
-    /// A chunk by hash.
-    Chunk(ContentId),
+    /// Chunks by hash: 1 to [`MAX_BATCH`] of them.
+    Chunks(Vec<ContentId>),
     /// Which chunks of a piece of content the peer holds: a bitfield, chunk 0 in the lowest
     /// bit of byte 0.
     Have(ContentId),
@@ -51,6 +59,21 @@ pub enum Response {
     Refused,
     /// The peer just sent this chunk to another connected peer; ask that one, or again later.
     Declined,
+    /// One answer per chunk asked, in order (each `Bytes`, `NotFound`, `Refused` or `Declined`).
+    Chunks(Vec<Response>),
+}
+
+impl Response {
+    /// The answer for each of `n` chunks asked in one request: the entries of a `Chunks`
+    /// response, or a whole-request answer (not found, refused) applied to each. An answer of
+    /// the wrong shape counts as refused for every chunk.
+    pub fn per_chunk(self, n: usize) -> Vec<Response> {
+        match self {
+            Response::Chunks(v) if v.len() == n => v,
+            Response::NotFound => (0..n).map(|_| Response::NotFound).collect(),
+            _ => (0..n).map(|_| Response::Refused).collect(),
+        }
+    }
 }
 
 impl Request {
@@ -59,7 +82,7 @@ impl Request {
             Request::Catalog(_) => 1,
             Request::ListCatalogs => 2,
             Request::Manifest(_) => 3,
-            Request::Chunk(_) => 4,
+            Request::Chunks(_) => 4,
             Request::Have(_) => 5,
         }
     }
@@ -70,7 +93,7 @@ impl Request {
             Request::Catalog(_) => MAX_CATALOG_BYTES,
             Request::ListCatalogs => MAX_LISTED * 40,
             Request::Manifest(_) => MAX_MANIFEST_BYTES,
-            Request::Chunk(_) => CHUNK as usize,
+            Request::Chunks(_) => 0,
             Request::Have(_) => chunk_count(MAX_FILE_BYTES).div_ceil(8),
         }
     }
@@ -110,7 +133,19 @@ impl libp2p::request_response::Codec for Codec {
             1 => Request::Catalog(ArtistKey(read_id(io).await?)),
             2 => Request::ListCatalogs,
             3 => Request::Manifest(ContentId(read_id(io).await?)),
-            4 => Request::Chunk(ContentId(read_id(io).await?)),
+            4 => {
+                let mut n = [0u8; 1];
+                io.read_exact(&mut n).await?;
+                let n = usize::from(n[0]);
+                if n == 0 || n > MAX_BATCH {
+                    return Err(invalid(format!("a chunk request names {n} chunks (1 to {MAX_BATCH} allowed)")));
+                }
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(ContentId(read_id(io).await?));
+                }
+                Request::Chunks(ids)
+            }
             5 => Request::Have(ContentId(read_id(io).await?)),
             t => return Err(invalid(format!("unknown request tag {t}"))),
         })
@@ -124,6 +159,9 @@ impl libp2p::request_response::Codec for Codec {
         let mut head = [0u8; 5];
         io.read_exact(&mut head).await?;
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if head[0] == 5 {
+            return read_chunks(io, len, self.last.as_ref()).await;
+        }
         let limit = self.last.as_ref().map_or(MAX_CATALOG_BYTES, Request::limit);
         if len > limit {
             return Err(invalid(format!("response of {len} bytes exceeds the {limit}-byte limit")));
@@ -165,7 +203,12 @@ impl libp2p::request_response::Codec for Codec {
         let mut buf = vec![req.tag()];
         match &req {
             Request::Catalog(k) => buf.extend_from_slice(&k.0),
-            Request::Manifest(id) | Request::Chunk(id) | Request::Have(id) => buf.extend_from_slice(&id.0),
+            Request::Manifest(id) | Request::Have(id) => buf.extend_from_slice(&id.0),
+            Request::Chunks(ids) => {
+                let ids = &ids[..ids.len().min(MAX_BATCH)];
+                buf.push(ids.len() as u8);
+                ids.iter().for_each(|id| buf.extend_from_slice(&id.0));
+            }
             Request::ListCatalogs => {}
         }
         self.last = Some(req);
@@ -179,6 +222,22 @@ impl libp2p::request_response::Codec for Codec {
         io: &mut T,
         res: Response,
     ) -> std::io::Result<()> {
+        if let Response::Chunks(entries) = res {
+            io.write_all(&[5]).await?;
+            io.write_all(&(entries.len() as u32).to_le_bytes()).await?;
+            for e in entries {
+                let (status, payload) = match e {
+                    Response::Bytes(b) => (0, b),
+                    Response::NotFound => (2, Vec::new()),
+                    Response::Declined => (4, Vec::new()),
+                    _ => (3, Vec::new()),
+                };
+                io.write_all(&[status]).await?;
+                io.write_all(&(payload.len() as u32).to_le_bytes()).await?;
+                io.write_all(&payload).await?;
+            }
+            return io.close().await;
+        }
         let (status, payload): (u8, Vec<u8>) = match res {
             Response::Bytes(b) => (0, b),
             Response::Catalogs(list) => {
@@ -192,12 +251,51 @@ impl libp2p::request_response::Codec for Codec {
             Response::NotFound => (2, Vec::new()),
             Response::Refused => (3, Vec::new()),
             Response::Declined => (4, Vec::new()),
+            Response::Chunks(_) => (3, Vec::new()),
         };
         io.write_all(&[status]).await?;
         io.write_all(&(payload.len() as u32).to_le_bytes()).await?;
         io.write_all(&payload).await?;
         io.close().await
     }
+}
+
+/// Reads the `n` entries of a chunks response to `asked` (which must be a chunk request for
+/// exactly `n` chunks), each at most one chunk long.
+async fn read_chunks<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    n: usize,
+    asked: Option<&Request>,
+) -> std::io::Result<Response> {
+    let expected = match asked {
+        Some(Request::Chunks(ids)) => ids.len(),
+        _ => return Err(invalid("a chunks response to a request for something else")),
+    };
+    if n != expected {
+        return Err(invalid(format!("{n} chunk answers to a request for {expected}")));
+    }
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut head = [0u8; 5];
+        io.read_exact(&mut head).await?;
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if len > CHUNK as usize {
+            return Err(invalid(format!("a chunk of {len} bytes exceeds the {CHUNK}-byte limit")));
+        }
+        entries.push(match head[0] {
+            0 => {
+                let mut payload = vec![0u8; len];
+                io.read_exact(&mut payload).await?;
+                Response::Bytes(payload)
+            }
+            2..=4 if len != 0 => return Err(invalid("a chunk answer without bytes has a length")),
+            2 => Response::NotFound,
+            3 => Response::Refused,
+            4 => Response::Declined,
+            s => return Err(invalid(format!("unknown chunk answer status {s}"))),
+        });
+    }
+    Ok(Response::Chunks(entries))
 }
 
 /// Packs booleans into a bitfield, index 0 in the lowest bit of byte 0.
@@ -216,6 +314,60 @@ pub fn unpack_bits(bytes: &[u8], n: usize) -> Option<Vec<bool>> {
 
 #[cfg(test)]
 mod tests {
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+    use libp2p::request_response::Codec as _;
+
+    use super::*;
+
+    fn ids(n: u8) -> Vec<ContentId> {
+        (0..n).map(|i| ContentId([i; 32])).collect()
+    }
+
+    /// Writes `res` as the answer to `req`, then reads it back with a codec that sent `req`.
+    fn round_trip(req: Request, res: Response) -> std::io::Result<Response> {
+        block_on(async {
+            let mut sender = Codec::default();
+            sender.write_request(&PROTOCOL, &mut Cursor::new(Vec::new()), req).await?;
+            let mut wire = Cursor::new(Vec::new());
+            Codec::default().write_response(&PROTOCOL, &mut wire, res).await?;
+            sender.read_response(&PROTOCOL, &mut Cursor::new(wire.into_inner())).await
+        })
+    }
+
+    #[test]
+    fn chunk_batches_round_trip_and_bad_ones_are_rejected() {
+        // A request for 1..=MAX_BATCH chunks round-trips; 0 or MAX_BATCH + 1 is refused.
+        for n in [1, MAX_BATCH as u8] {
+            let mut wire = Cursor::new(Vec::new());
+            block_on(Codec::default().write_request(&PROTOCOL, &mut wire, Request::Chunks(ids(n)))).unwrap();
+            let got = block_on(Codec::default().read_request(&PROTOCOL, &mut Cursor::new(wire.into_inner())));
+            assert_eq!(got.unwrap(), Request::Chunks(ids(n)));
+        }
+        for n in [0u8, MAX_BATCH as u8 + 1] {
+            let mut bytes = vec![4, n];
+            bytes.extend(std::iter::repeat_n(7u8, 32 * usize::from(n)));
+            let err = block_on(Codec::default().read_request(&PROTOCOL, &mut Cursor::new(bytes))).unwrap_err();
+            assert!(err.to_string().contains("chunks (1 to"), "{err}");
+        }
+
+        let answers = vec![Response::Bytes(vec![1; 1000]), Response::Declined, Response::NotFound];
+        let got = round_trip(Request::Chunks(ids(3)), Response::Chunks(answers.clone())).unwrap();
+        assert_eq!(got, Response::Chunks(answers));
+        // A whole-request refusal still parses, and applies to each chunk.
+        let got = round_trip(Request::Chunks(ids(2)), Response::Refused).unwrap();
+        assert_eq!(got.per_chunk(2), vec![Response::Refused, Response::Refused]);
+        // Fewer answers than chunks asked, and a chunk answer to a manifest request, are errors.
+        let err = round_trip(Request::Chunks(ids(3)), Response::Chunks(vec![Response::NotFound])).unwrap_err();
+        assert!(err.to_string().contains("1 chunk answers to a request for 3"), "{err}");
+        let err = round_trip(Request::Manifest(ContentId([0; 32])), Response::Chunks(vec![])).unwrap_err();
+        assert!(err.to_string().contains("request for something else"), "{err}");
+        // An entry longer than a chunk is refused before anything is allocated for it.
+        let oversized = Response::Chunks(vec![Response::Bytes(vec![0; CHUNK as usize + 1])]);
+        let err = round_trip(Request::Chunks(ids(1)), oversized).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+    }
+
     #[test]
     fn bitfields_round_trip_and_reject_wrong_lengths() {
         let bits = vec![true, false, true, true, false, false, false, false, true];

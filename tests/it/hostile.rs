@@ -90,11 +90,11 @@ pub(crate) async fn evil_peer_sparing(
                             Request::Manifest(id) => store.manifest_bytes(&id).unwrap().map_or(Response::NotFound, Response::Bytes),
                             Request::Have(id) => store.availability(&id).unwrap()
                                 .map_or(Response::NotFound, |b| Response::Bytes(busker::net::protocol::pack_bits(&b))),
-                            Request::Chunk(id) => match store.read_chunk(&id) {
-                                Ok(b) if spare.contains(&id) => Response::Bytes(b),
+                            Request::Chunks(ids) => Response::Chunks(ids.iter().map(|id| match store.read_chunk(id) {
+                                Ok(b) if spare.contains(id) => Response::Bytes(b),
                                 Ok(mut b) => { b[0] ^= 0xff; Response::Bytes(b) }
                                 Err(_) => Response::NotFound,
-                            },
+                            }).collect()),
                         };
                         let _ = swarm.behaviour_mut().exchange.send_response(channel, response);
                     }
