@@ -3,7 +3,9 @@
 //!
 //! Run by hand with `bash benches/transfer.sh` (installs the BitTorrent side). Everything
 //! stays on 127.0.0.1 with mDNS off. Env: `BUSKER_BENCH_MB` (release size, default 200),
-//! `BUSKER_BENCH_SKIP_BT=1` to run busker only, `BUSKER_BENCH_FANS=1` (or `4`) to run one case.
+//! `BUSKER_BENCH_SKIP_BT=1` to run busker only, `BUSKER_BENCH_FANS=1` (or `4`) to run one case,
+//! `BUSKER_BENCH_TIMELINE=1` to print every 200 ms the seeder's chunks served and each fan's
+//! chunks stored / served (stalls and long tails show up there).
 
 use std::path::Path;
 use std::process::Command;
@@ -91,6 +93,24 @@ async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64, f64
             })
         })
         .collect();
+    if std::env::var("BUSKER_BENCH_TIMELINE").is_ok() {
+        let (nodes, artist) = (nodes.clone(), artist.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut line = format!(
+                    "{:6.2}s seeder served {:4} |",
+                    t0.elapsed().as_secs_f64(),
+                    artist.status().await.map_or(0, |s| s.served_chunks)
+                );
+                for f in &nodes {
+                    let s = f.status().await.unwrap();
+                    line += &format!(" {:4}/{:4}", s.chunks, s.served_chunks);
+                }
+                println!("{line}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
     let mut times = Vec::new();
     let seeder = artist.peer_id().to_string();
     let (mut from_seeder, mut from_fans) = (0, 0);

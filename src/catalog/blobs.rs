@@ -49,6 +49,11 @@ pub(crate) struct ChunkFiles {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
+    /// Held while writing into a content file. Concurrent buffered writes to one ext4 file
+    /// contend for its inode lock, whose owner-spinning took 15% of the CPU of a four-fan
+    /// loopback transfer; one writer at a time took 1.7%. The write itself is a copy into the
+    /// page cache, so serialising it costs no throughput.
+    writing: std::sync::Mutex<()>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -63,7 +68,7 @@ impl ChunkFiles {
             fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        Ok(Self { root, tmp, counter: AtomicU64::new(0) })
+        Ok(Self { root, tmp, counter: AtomicU64::new(0), writing: std::sync::Mutex::new(()) })
     }
 
     /// Where chunk `id` lives.
@@ -125,6 +130,7 @@ impl ChunkFiles {
         if f.metadata().map_err(io(&path))?.len() != size {
             f.set_len(size).map_err(io(&path))?;
         }
+        let _one_writer = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f.write_all_at(bytes, offset).map_err(io(&path))
     }
 

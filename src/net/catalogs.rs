@@ -16,6 +16,10 @@ use crate::node::{Event, Via};
 /// one copy when many fans fetch at once (BitTorrent calls it super-seeding). A lone fan, or a
 /// fan asking later, is always served.
 pub(super) const PASS_ON_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a requester leaves a chunk alone at a peer that declined it: by then the peer it
+/// was sent to has usually announced it (availability is polled every 50 ms), and if not, the
+/// next ask may be served (see [`DECLINE_EVERY`]).
+pub(super) const DECLINED_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 /// Of the requests a node could decline, it serves one in this many anyway.
 const DECLINE_EVERY: u32 = 3;
 /// Most entries kept for [`PASS_ON_WINDOW`] decisions.
@@ -47,9 +51,12 @@ impl EventLoop {
     /// [`PASS_ON_WINDOW`]), and reads the rest on the blocking pool.
     fn serve_chunks(&mut self, peer: PeerId, ids: Vec<ContentId>, channel: ResponseChannel<Response>) {
         let now = std::time::Instant::now();
+        // Only an artist's node declines: its upload is the scarce one. A fan that holds the
+        // content serves whoever asks, which is what lets a swarm finish together.
+        let origin = self.local.identity.artist_key().is_some();
         let mut wanted: Vec<Option<ContentId>> = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some((first, at)) = self.recently_served.get(&id) {
+            if let Some((first, at)) = self.recently_served.get(&id).filter(|_| origin) {
                 let passable = *first != peer && now.duration_since(*at) < PASS_ON_WINDOW && self.is_connected(first);
                 // Decline two of every three such requests from a peer, never all: the
                 // duplicate upload drops to a third, and no requester depends on one source.

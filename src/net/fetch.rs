@@ -335,13 +335,13 @@ impl EventLoop {
     pub(super) fn on_manifest(&mut self, peer: PeerId, id: ContentId, response: Response) {
         let Some(d) = self.downloads.get_mut(&id) else { return };
         d.manifest_in_flight = false;
-        match response {
-            Response::Bytes(bytes) => match self.local.store.put_manifest(&id, &bytes) {
+        // A peer without the manifest stays a candidate: a fellow fan that lacks it now will
+        // hold chunks soon, and is asked for its bitfield once the manifest arrives from
+        // elsewhere (`manifest_asked` keeps it from being asked for the manifest again).
+        if let Response::Bytes(bytes) = response {
+            match self.local.store.put_manifest(&id, &bytes) {
                 Ok(m) => self.set_manifest(id, m),
                 Err(e) => self.ban(peer, format!("sent a bad manifest for {id}: {e}")),
-            },
-            _ => {
-                d.candidates.remove(&peer);
             }
         }
         self.drive(id);
@@ -367,7 +367,7 @@ impl EventLoop {
                     oversized = true;
                 }
                 Response::NotFound => s.failed(&peer, idx, true),
-                Response::Declined => s.declined(&peer, idx, now, super::catalogs::PASS_ON_WINDOW),
+                Response::Declined => s.declined(&peer, idx, now, super::catalogs::DECLINED_PAUSE),
                 _ => s.failed(&peer, idx, false),
             }
         }

@@ -199,19 +199,25 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
 
     /// The chunk to ask `state`'s peer for: one it has that we miss, by the schedule's order.
     ///
-    /// When bulk-fetching, a complete peer (a seeder) is not asked for a chunk that a usable
-    /// partial peer (a fellow downloader) already holds: the seeder serves what nobody else
-    /// has yet, and downloaders trade the rest, which keeps the seeder's upload near one copy.
+    /// When bulk-fetching, a complete peer (a seeder) is not asked for a chunk that a partial
+    /// peer (a fellow downloader) with room in its window holds and has not declined: the seeder
+    /// serves what nobody else has or will send now, and downloaders trade the rest, which
+    /// keeps the seeder's upload near one copy without leaving it idle while fans wait. In the
+    /// endgame (no more chunks left than one window) anyone who has a chunk is asked: finishing
+    /// soon matters more than a few chunks of upload.
     fn best_chunk(&self, state: &PeerState, now: Instant) -> Option<usize> {
         let has = state.has.as_ref()?;
         let seeder = has.iter().all(|b| *b);
+        let endgame = self.missing.len() + self.in_flight.len() <= self.window;
+        let declined_by = |s: &PeerState, i: usize| s.declined.get(&i).is_some_and(|until| *until > now);
         let partial_holds = |i: usize| {
             self.peers.values().any(|s| {
                 s.has.as_ref().is_some_and(|h| h.get(i) == Some(&true) && h.iter().any(|b| !b))
-                    && Self::usable(s, now, usize::MAX)
+                    && Self::usable(s, now, self.window)
+                    && !declined_by(s, i)
             })
         };
-        let declined = |i: usize| state.declined.get(&i).is_some_and(|until| *until > now);
+        let declined = |i: usize| declined_by(state, i);
         let candidates = self.missing.iter().copied().filter(|&i| has.get(i) == Some(&true) && !declined(i));
         if let Some(stream) = self.stream {
             // From the playhead on in file order, then what lies before it.
@@ -226,11 +232,13 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
         }
         match self.order {
             Order::InOrder => candidates.min(),
-            Order::RarestFirst { seed } => candidates.filter(|&i| !(seeder && partial_holds(i))).min_by_key(|&i| {
-                let holders =
-                    self.peers.values().filter(|s| s.has.as_ref().is_some_and(|h| h.get(i) == Some(&true))).count();
-                (holders, rank(seed, i))
-            }),
+            Order::RarestFirst { seed } => {
+                candidates.filter(|&i| endgame || !(seeder && partial_holds(i))).min_by_key(|&i| {
+                    let holders =
+                        self.peers.values().filter(|s| s.has.as_ref().is_some_and(|h| h.get(i) == Some(&true))).count();
+                    (holders, rank(seed, i))
+                })
+            }
         }
     }
 
@@ -380,6 +388,32 @@ mod tests {
         t.add_complete_peer("a");
         t.stream_from(2);
         assert_eq!(t.next(now), vec![("a", 0)]);
+    }
+
+    #[test]
+    fn the_seeder_serves_what_fellow_fans_cannot_or_will_not() {
+        let now = Instant::now();
+        let mut s = Schedule::new(6, |_| false, 1, Duration::from_secs(60), Order::RarestFirst { seed: 1 });
+        s.add_complete_peer("seeder");
+        s.add_peer("fan");
+        s.set_availability(&"fan", vec![false, false, false, false, true, false]);
+        // Chunk 4 is left to the fan; the seeder is asked for others.
+        let first = s.next(now);
+        assert!(first.contains(&("fan", 4)), "{first:?}");
+        // The fan declines 4 (it just sent it on): the seeder now serves it too, rather than
+        // the download waiting for the pause to end.
+        s.declined(&"fan", 4, now, Duration::from_millis(250));
+        let mut asked = first.into_iter().filter(|(p, _)| *p == "seeder").collect::<Vec<_>>();
+        for _ in 0..6 {
+            if asked.contains(&("seeder", 4)) {
+                return;
+            }
+            for (p, i) in asked.drain(..) {
+                s.delivered(&p, i);
+            }
+            asked = s.next(now).into_iter().filter(|(p, _)| *p == "seeder").collect();
+        }
+        panic!("the seeder was never asked for the declined chunk");
     }
 
     #[test]
