@@ -148,3 +148,42 @@ async fn an_interrupted_download_resumes_after_restart_and_fetches_only_what_was
         assert_eq!(std::fs::read(f).unwrap(), std::fs::read(src.join(f.file_name().unwrap())).unwrap());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fans_that_start_together_trade_with_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let artist = spawn(dir.path(), "Together", true).await;
+    let src = noise_album(&dir.path().join("album"), 4, 12.0);
+    let report = within("publish", artist.publish(&src, options())).await.unwrap();
+    let rid = report.release_id.to_string();
+    // Three fans, each connected to the artist and to the others, press "get" at once: none
+    // has a manifest yet, so each first hears "not found" from the others. They must still
+    // use each other as sources once they hold chunks.
+    let mut fans = Vec::new();
+    for i in 0..3 {
+        let fan = spawn(dir.path(), &format!("fan{i}"), false).await;
+        let mut events = fan.subscribe();
+        within("dial", fan.dial(&addr(&artist).await)).await.unwrap();
+        for other in &fans {
+            within("dial", fan.dial(&addr(other).await)).await.unwrap();
+        }
+        event(&mut events, "catalog", |e| matches!(e, Event::CatalogUpdated { seq: 2, .. })).await;
+        fans.push(fan);
+    }
+    let gets: Vec<_> = fans
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let (f, rid, out) = (f.clone(), rid.clone(), dir.path().join(format!("out{i}")));
+            tokio::spawn(async move { f.get(&rid, &out).await })
+        })
+        .collect();
+    for (i, g) in gets.into_iter().enumerate() {
+        let (r, files) = within("get", g).await.unwrap().unwrap();
+        for f in &files {
+            assert_eq!(std::fs::read(f).unwrap(), std::fs::read(src.join(f.file_name().unwrap())).unwrap());
+        }
+        let from_fans: usize = r.per_peer.iter().filter(|(p, _)| p != artist.peer_id()).map(|(_, n)| n).sum();
+        assert!(from_fans > 0, "fan{i} fetched only from the artist: {:?}", r.per_peer);
+    }
+}
