@@ -22,6 +22,9 @@ pub(super) const PASS_ON_WINDOW: std::time::Duration = std::time::Duration::from
 pub(super) const DECLINED_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 /// Of the requests a node could decline, it serves one in this many anyway.
 const DECLINE_EVERY: u32 = 3;
+/// Most chunks being read for one peer at a time (16 MiB). A fetching node keeps at most its
+/// window (16 chunks by default) in flight to one peer; requests beyond this are declined.
+const MAX_SERVING_PER_PEER: usize = 64;
 /// Most entries kept for [`PASS_ON_WINDOW`] decisions.
 const RECENTLY_SERVED_CAP: usize = 65_536;
 
@@ -72,16 +75,21 @@ impl EventLoop {
             }
             wanted.push(Some(id));
         }
-        if wanted.iter().all(Option::is_none) {
-            let declined = wanted.iter().map(|_| Response::Declined).collect();
-            let _ = self.swarm.behaviour_mut().exchange.send_response(channel, Response::Chunks(declined));
+        let chunks = wanted.iter().filter(|w| w.is_some()).count();
+        let serving = self.serving.get(&peer).copied().unwrap_or(0);
+        if chunks == 0 || serving + chunks > MAX_SERVING_PER_PEER {
+            // Over the bound the whole request is declined: "busy, ask again shortly".
+            tracing::debug!("declining {peer}'s chunk request ({serving} chunks being read for it)");
+            let answers = wanted.iter().map(|_| Response::Declined).collect();
+            let _ = self.swarm.behaviour_mut().exchange.send_response(channel, Response::Chunks(answers));
             return;
         }
+        *self.serving.entry(peer).or_default() += chunks;
         let (local, work) = (self.local.clone(), self.work_tx.clone());
         tokio::task::spawn_blocking(move || {
             let entries = wanted.into_iter().map(|w| w.map_or(Response::Declined, |id| read_for(&local, &id, &peer)));
             let response = Response::Chunks(entries.collect());
-            let _ = work.blocking_send(Work::Serve { channel, response });
+            let _ = work.blocking_send(Work::Serve { peer, chunks, channel, response });
         });
     }
 

@@ -72,8 +72,8 @@ pub(crate) enum Command {
 
 /// Blocking work finished.
 pub(super) enum Work {
-    /// A chunk read for a peer's request.
-    Serve { channel: ResponseChannel<Response>, response: Response },
+    /// Chunks read for `peer`'s request (`chunks` of them were counted in `serving`).
+    Serve { peer: PeerId, chunks: usize, channel: ResponseChannel<Response>, response: Response },
     /// Chunks received in one response were checked: (index, length, Ok(true): stored;
     /// Ok(false): wrong hash).
     ChunksChecked { id: ContentId, peer: PeerId, results: Vec<super::fetch::Checked> },
@@ -145,6 +145,9 @@ pub(crate) struct EventLoop {
     pub(super) recently_served: HashMap<ContentId, (PeerId, Instant)>,
     /// Requests each peer could have been declined (super-seeding fairness counter).
     pub(super) declines: HashMap<PeerId, u32>,
+    /// Chunks being read for each peer's requests (bounded per peer, so a peer that floods
+    /// chunk requests cannot make the node hold gigabytes of reads in memory).
+    pub(super) serving: HashMap<PeerId, usize>,
     /// Settlements on their way to artists' nodes, and their lookups and requests.
     pub(super) settle_jobs: HashMap<ArtistKey, SettleJob>,
     pub(super) settle_queries: HashMap<kad::QueryId, ArtistKey>,
@@ -192,6 +195,7 @@ impl EventLoop {
             served: (0, 0),
             recently_served: HashMap::new(),
             declines: HashMap::new(),
+            serving: HashMap::new(),
             settle_jobs: HashMap::new(),
             settle_queries: HashMap::new(),
             settle_requests: HashMap::new(),
@@ -317,7 +321,13 @@ impl EventLoop {
 
     fn handle_work(&mut self, work: Work) {
         match work {
-            Work::Serve { channel, response } => {
+            Work::Serve { peer, chunks, channel, response } => {
+                if let Some(n) = self.serving.get_mut(&peer) {
+                    *n = n.saturating_sub(chunks);
+                    if *n == 0 {
+                        self.serving.remove(&peer);
+                    }
+                }
                 if let Response::Chunks(entries) = &response {
                     for e in entries {
                         if let Response::Bytes(b) = e {
