@@ -99,6 +99,14 @@ impl Tracks for FileTracks {
     }
 }
 
+/// A feed for streaming `id` whose playhead moves are passed to the node's event loop.
+fn playhead_feed(tx: mpsc::Sender<Command>, id: ContentId) -> Arc<Feed> {
+    // A full command queue only delays the nudge: the reader nudges again while it waits.
+    Arc::new(Feed::new(move || {
+        let _ = tx.try_send(Command::Playhead { id });
+    }))
+}
+
 /// Tracks through a running node: stored ones from the store, the rest streamed from peers.
 pub struct NodeTracks {
     local: Arc<Local>,
@@ -109,11 +117,7 @@ pub struct NodeTracks {
 
 impl NodeTracks {
     fn feed(&self, id: ContentId) -> Arc<Feed> {
-        let tx = self.commands.clone();
-        // A full command queue only delays the nudge: the reader nudges again while it waits.
-        Arc::new(Feed::new(move || {
-            let _ = tx.try_send(Command::Playhead { id });
-        }))
+        playhead_feed(self.commands.clone(), id)
     }
 
     /// Streams `id` again from chunk `idx` when a stored chunk is found damaged: the player's
@@ -121,12 +125,7 @@ impl NodeTracks {
     fn repair(&self, id: ContentId) -> Repair {
         let tx = self.commands.clone();
         Arc::new(move |feed: Option<Arc<Feed>>, idx: usize| {
-            let feed = feed.unwrap_or_else(|| {
-                let tx = tx.clone();
-                Arc::new(Feed::new(move || {
-                    let _ = tx.try_send(Command::Playhead { id });
-                }))
-            });
+            let feed = feed.unwrap_or_else(|| playhead_feed(tx.clone(), id));
             feed.want(idx);
             tx.blocking_send(Command::Stream { id, feed: feed.clone() }).ok().map(|_| feed)
         })

@@ -54,12 +54,13 @@ impl EventLoop {
     /// [`PASS_ON_WINDOW`]), and reads the rest on the blocking pool.
     fn serve_chunks(&mut self, peer: PeerId, ids: Vec<ContentId>, channel: ResponseChannel<Response>) {
         let now = std::time::Instant::now();
-        // Only an artist's node declines: its upload is the scarce one. A fan that holds the
-        // content serves whoever asks, which is what lets a swarm finish together.
+        // Only an artist's node declines (so only it remembers what it served): its upload is
+        // the scarce one. A fan that holds the content serves whoever asks, which is what lets
+        // a swarm finish together.
         let origin = self.local.identity.artist_key().is_some();
         let mut wanted: Vec<Option<ContentId>> = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some((first, at)) = self.recently_served.get(&id).filter(|_| origin) {
+            if let Some((first, at)) = self.recently_served.get(&id) {
                 let passable = *first != peer && now.duration_since(*at) < PASS_ON_WINDOW && self.is_connected(first);
                 // Decline two of every three such requests from a peer, never all: the
                 // duplicate upload drops to a third, and no requester depends on one source.
@@ -70,7 +71,7 @@ impl EventLoop {
                     continue;
                 }
             }
-            if self.recently_served.len() < RECENTLY_SERVED_CAP {
+            if origin && self.recently_served.len() < RECENTLY_SERVED_CAP {
                 self.recently_served.insert(id, (peer, now));
             }
             wanted.push(Some(id));

@@ -418,11 +418,13 @@ impl EventLoop {
                 }
             }
         }
-        d.feeds.iter().for_each(|f| f.bump());
-        let (have, total) = (s.done(), s.total());
-        // Progress every 16 chunks, and at the end.
-        if delivered > 0 && (have / 16 != (have - delivered) / 16 || have == total) {
-            self.emit(Event::FetchProgress { id, have, total });
+        if delivered > 0 {
+            d.feeds.iter().for_each(|f| f.bump());
+            let (have, total) = (s.done(), s.total());
+            // Progress every 16 chunks, and at the end.
+            if have / 16 != (have - delivered) / 16 || have == total {
+                self.emit(Event::FetchProgress { id, have, total });
+            }
         }
         if bad {
             self.ban(peer, format!("sent a chunk of {id} that fails its BLAKE3 hash"));

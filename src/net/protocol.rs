@@ -187,10 +187,7 @@ impl libp2p::request_response::Codec for Codec {
                         .collect(),
                 )
             }
-            2 => Response::NotFound,
-            3 => Response::Refused,
-            4 => Response::Declined,
-            s => return Err(invalid(format!("unknown response status {s}"))),
+            s => without_bytes(s).ok_or_else(|| invalid(format!("unknown response status {s}")))?,
         })
     }
 
@@ -222,41 +219,54 @@ impl libp2p::request_response::Codec for Codec {
         io: &mut T,
         res: Response,
     ) -> std::io::Result<()> {
-        if let Response::Chunks(entries) = res {
-            io.write_all(&[5]).await?;
-            io.write_all(&(entries.len() as u32).to_le_bytes()).await?;
-            for e in entries {
-                let (status, payload) = match e {
-                    Response::Bytes(b) => (0, b),
-                    Response::NotFound => (2, Vec::new()),
-                    Response::Declined => (4, Vec::new()),
-                    _ => (3, Vec::new()),
-                };
-                io.write_all(&[status]).await?;
-                io.write_all(&(payload.len() as u32).to_le_bytes()).await?;
-                io.write_all(&payload).await?;
-            }
-            return io.close().await;
-        }
-        let (status, payload): (u8, Vec<u8>) = match res {
-            Response::Bytes(b) => (0, b),
-            Response::Catalogs(list) => {
-                let mut b = Vec::with_capacity(list.len().min(MAX_LISTED) * 40);
-                for (k, seq) in list.into_iter().take(MAX_LISTED) {
-                    b.extend_from_slice(&k.0);
-                    b.extend_from_slice(&seq.to_le_bytes());
+        match res {
+            Response::Chunks(entries) => {
+                io.write_all(&[5]).await?;
+                io.write_all(&(entries.len() as u32).to_le_bytes()).await?;
+                for e in entries {
+                    write_frame(io, frame(e)).await?;
                 }
-                (1, b)
             }
-            Response::NotFound => (2, Vec::new()),
-            Response::Refused => (3, Vec::new()),
-            Response::Declined => (4, Vec::new()),
-            Response::Chunks(_) => (3, Vec::new()),
-        };
-        io.write_all(&[status]).await?;
-        io.write_all(&(payload.len() as u32).to_le_bytes()).await?;
-        io.write_all(&payload).await?;
+            res => write_frame(io, frame(res)).await?,
+        }
         io.close().await
+    }
+}
+
+/// The status byte and payload of a single answer (a chunk list is framed by its entries).
+fn frame(res: Response) -> (u8, Vec<u8>) {
+    match res {
+        Response::Bytes(b) => (0, b),
+        Response::Catalogs(list) => {
+            let mut b = Vec::with_capacity(list.len().min(MAX_LISTED) * 40);
+            for (k, seq) in list.into_iter().take(MAX_LISTED) {
+                b.extend_from_slice(&k.0);
+                b.extend_from_slice(&seq.to_le_bytes());
+            }
+            (1, b)
+        }
+        Response::NotFound => (2, Vec::new()),
+        Response::Refused | Response::Chunks(_) => (3, Vec::new()),
+        Response::Declined => (4, Vec::new()),
+    }
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    (status, payload): (u8, Vec<u8>),
+) -> std::io::Result<()> {
+    io.write_all(&[status]).await?;
+    io.write_all(&(payload.len() as u32).to_le_bytes()).await?;
+    io.write_all(&payload).await
+}
+
+/// The answer a payload-less status stands for (not found, refused, declined).
+fn without_bytes(status: u8) -> Option<Response> {
+    match status {
+        2 => Some(Response::NotFound),
+        3 => Some(Response::Refused),
+        4 => Some(Response::Declined),
+        _ => None,
     }
 }
 
@@ -288,11 +298,11 @@ async fn read_chunks<T: AsyncRead + Unpin + Send>(
                 io.read_exact(&mut payload).await?;
                 Response::Bytes(payload)
             }
-            2..=4 if len != 0 => return Err(invalid("a chunk answer without bytes has a length")),
-            2 => Response::NotFound,
-            3 => Response::Refused,
-            4 => Response::Declined,
-            s => return Err(invalid(format!("unknown chunk answer status {s}"))),
+            s => match without_bytes(s) {
+                Some(_) if len != 0 => return Err(invalid("a chunk answer without bytes has a length")),
+                Some(answer) => answer,
+                None => return Err(invalid(format!("unknown chunk answer status {s}"))),
+            },
         });
     }
     Ok(Response::Chunks(entries))
