@@ -20,7 +20,7 @@
 //! repeats or corrupts data panics instead of reporting a figure.
 //!
 //! Run by hand: `cargo bench --bench stack_floor`. Env: `BUSKER_FLOOR_MB` (default 200),
-//! `BUSKER_FLOOR_CASES` (comma-separated subset of `tcp,noise,quic,crypto`; default all).
+//! `BUSKER_FLOOR_CASES` (comma-separated subset of `tcp,noise,tls,quic,crypto`; default all).
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -33,7 +33,7 @@ use libp2p::core::transport::{Boxed, DialOpts, ListenerId, PortUse, TransportEve
 use libp2p::core::upgrade::Version;
 use libp2p::core::{Endpoint, Transport};
 use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, PeerId, noise, quic, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, noise, quic, tcp, tls, yamux};
 use ring::aead;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -206,6 +206,16 @@ fn noise_transport(key: &Keypair) -> Boxed<Conn> {
         .boxed()
 }
 
+/// TCP + TLS 1.3 (libp2p-tls, rustls) + yamux.
+fn tls_transport(key: &Keypair) -> Boxed<Conn> {
+    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .upgrade(Version::V1Lazy)
+        .authenticate(tls::Config::new(key).unwrap())
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed()
+}
+
 /// QUIC as `SwarmBuilder::with_quic` builds it.
 fn quic_transport(key: &Keypair) -> Boxed<Conn> {
     quic::tokio::Transport::new(quic::Config::new(key)).map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn))).boxed()
@@ -355,7 +365,7 @@ fn main() {
         return; // cargo test --benches / criterion-style listing: nothing to do.
     }
     let mb: u64 = std::env::var("BUSKER_FLOOR_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let cases = std::env::var("BUSKER_FLOOR_CASES").unwrap_or_else(|_| "tcp,noise,quic,crypto".into());
+    let cases = std::env::var("BUSKER_FLOOR_CASES").unwrap_or_else(|_| "tcp,noise,tls,quic,crypto".into());
     let want = |c: &str| cases.split(',').any(|w| w.trim() == c);
     let chunks = (mb * 1_000_000).div_ceil(CHUNK as u64);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -381,6 +391,10 @@ fn main() {
         if want("noise") {
             let o = rt.block_on(bare_libp2p(noise_transport, "/ip4/127.0.0.1/tcp/0", fans, chunks));
             report("TCP+noise+yamux (bare)", fans, o);
+        }
+        if want("tls") {
+            let o = rt.block_on(bare_libp2p(tls_transport, "/ip4/127.0.0.1/tcp/0", fans, chunks));
+            report("TCP+TLS+yamux (bare)", fans, o);
         }
         if want("quic") {
             let o = rt.block_on(bare_libp2p(quic_transport, "/ip4/127.0.0.1/udp/0/quic-v1", fans, chunks));

@@ -6,7 +6,7 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, Swarm};
-use libp2p::{connection_limits, gossipsub, identify, kad, mdns, noise, ping, request_response, tcp, yamux};
+use libp2p::{connection_limits, gossipsub, identify, kad, mdns, noise, ping, request_response, tcp, tls, yamux};
 
 use super::NetError;
 use super::protocol::{Codec, PROTOCOL};
@@ -53,12 +53,12 @@ fn boxed(e: impl std::fmt::Display) -> NetError {
     NetError::Swarm(e.to_string())
 }
 
-/// Builds the swarm: TCP+noise+yamux and QUIC, all behaviours configured.
+/// Builds the swarm: TCP with TLS (preferred) or noise, yamux, and QUIC, all behaviours configured.
 pub(crate) fn build_swarm(keypair: Keypair, s: &SwarmSettings) -> Result<Swarm<Behaviour>, NetError> {
     let settings = s.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(tcp::Config::default().nodelay(true), (tls::Config::new, noise::Config::new), yamux::Config::default)
         .map_err(boxed)?
         .with_quic()
         .with_behaviour(move |key| {
@@ -125,4 +125,24 @@ pub(crate) fn build_swarm(keypair: Keypair, s: &SwarmSettings) -> Result<Swarm<B
         })
         .build();
     Ok(swarm)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The vendored libp2p-tls (see `vendor/libp2p-tls/BUSKER-PATCH.md`) is the one linked:
+    /// on a CPU with AES instructions TLS prefers AES-128-GCM, elsewhere ChaCha20-Poly1305.
+    #[test]
+    fn tls_prefers_the_cipher_this_cpu_runs_fastest() {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let config = libp2p::tls::make_client_config(&key, None).unwrap();
+        let first = format!("{:?}", config.crypto_provider().cipher_suites[0].suite());
+        #[cfg(target_arch = "x86_64")]
+        let aes = std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
+        #[cfg(target_arch = "aarch64")]
+        let aes = std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull");
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let aes = false;
+        let want = if aes { "TLS13_AES_128_GCM_SHA256" } else { "TLS13_CHACHA20_POLY1305_SHA256" };
+        assert_eq!(first, want);
+    }
 }
