@@ -41,10 +41,14 @@ impl EventLoop {
             Request::ListCatalogs => Response::Catalogs(store.catalog_list().unwrap_or_default()),
             Request::Manifest(id) => found(store.manifest_bytes(&id)),
             // Polled often by fellow downloaders: answer from memory while we fetch it too.
-            Request::Have(id) => match self.downloads_availability(&id) {
-                Some(bits) => Response::Bytes(super::protocol::pack_bits(&bits)),
-                None => found(store.availability(&id).map(|a| a.map(|bits| super::protocol::pack_bits(&bits)))),
-            },
+            Request::Have(ids) => Response::Each(
+                ids.iter()
+                    .map(|id| match self.downloads_availability(id) {
+                        Some(bits) => Response::Bytes(super::protocol::pack_bits(&bits)),
+                        None => found(store.availability(id).map(|a| a.map(|bits| super::protocol::pack_bits(&bits)))),
+                    })
+                    .collect(),
+            ),
             Request::Chunks(ids) => return self.serve_chunks(peer, ids, channel),
         };
         let _ = self.swarm.behaviour_mut().exchange.send_response(channel, response);
@@ -82,14 +86,14 @@ impl EventLoop {
             // Over the bound the whole request is declined: "busy, ask again shortly".
             tracing::debug!("declining {peer}'s chunk request ({serving} chunks being read for it)");
             let answers = wanted.iter().map(|_| Response::Declined).collect();
-            let _ = self.swarm.behaviour_mut().exchange.send_response(channel, Response::Chunks(answers));
+            let _ = self.swarm.behaviour_mut().exchange.send_response(channel, Response::Each(answers));
             return;
         }
         *self.serving.entry(peer).or_default() += chunks;
         let (local, work) = (self.local.clone(), self.work_tx.clone());
         tokio::task::spawn_blocking(move || {
             let entries = wanted.into_iter().map(|w| w.map_or(Response::Declined, |id| read_for(&local, &id, &peer)));
-            let response = Response::Chunks(entries.collect());
+            let response = Response::Each(entries.collect());
             let _ = work.blocking_send(Work::Serve { peer, chunks, channel, response });
         });
     }

@@ -102,8 +102,9 @@ pub(super) enum Pending {
         id: ContentId,
         idxs: Vec<usize>,
     },
+    /// Availability of each of `ids`, asked in one request.
     Have {
-        id: ContentId,
+        ids: Vec<ContentId>,
     },
 }
 
@@ -328,7 +329,7 @@ impl EventLoop {
                         self.serving.remove(&peer);
                     }
                 }
-                if let Response::Chunks(entries) = &response {
+                if let Response::Each(entries) = &response {
                     for e in entries {
                         if let Response::Bytes(b) = e {
                             self.served.0 += 1;
@@ -460,10 +461,13 @@ impl EventLoop {
             }
             Pending::Manifest { id } => self.on_manifest(peer, id, response),
             Pending::Chunks { id, idxs } => {
-                let answers = response.per_chunk(idxs.len());
+                let answers = response.each(idxs.len());
                 self.on_chunks(peer, id, idxs.into_iter().zip(answers).collect());
             }
-            Pending::Have { id } => self.on_have(peer, id, response),
+            Pending::Have { ids } => {
+                let answers = response.each(ids.len());
+                ids.into_iter().zip(answers).for_each(|(id, answer)| self.on_have(peer, id, answer));
+            }
         }
     }
 
@@ -473,7 +477,7 @@ impl EventLoop {
             Pending::Chunks { id, idxs } => {
                 self.on_chunks(peer, id, idxs.into_iter().map(|i| (i, Response::Refused)).collect());
             }
-            Pending::Have { id } => self.on_have(peer, id, Response::Refused),
+            Pending::Have { ids } => ids.into_iter().for_each(|id| self.on_have(peer, id, Response::Refused)),
             Pending::Catalog { gossip: Some(id), .. } => {
                 self.validated(&id, peer, gossipsub::MessageAcceptance::Ignore)
             }

@@ -37,17 +37,13 @@ pub(super) struct Download {
     fetched_bytes: u64,
     per_peer: HashMap<PeerId, usize>,
     /// Availability requests: when each peer was last asked, and which are in flight.
-    have_asked: HashMap<PeerId, Instant>,
-    have_in_flight: HashSet<PeerId>,
+    pub(super) have_asked: HashMap<PeerId, Instant>,
+    pub(super) have_in_flight: HashSet<PeerId>,
     /// Providers found in the DHT: they hold the whole content.
     providers: HashSet<PeerId>,
     /// Players reading this content as it arrives.
     pub(super) feeds: Vec<std::sync::Arc<crate::player::Feed>>,
 }
-
-/// How often a peer that holds part of the content is asked again what it has. Short: at
-/// loopback speeds a stale bitfield makes fans fetch from the seeder what a fan already has.
-const HAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A received chunk, checked: its index, its length, and whether it matched its hash and was
 /// stored (`Ok(true)`), failed its hash (`Ok(false)`), or could not be stored.
@@ -188,28 +184,6 @@ impl EventLoop {
         self.drive(id);
     }
 
-    /// Which chunks of `id` are stored, if `id` is being fetched and its manifest is known.
-    pub(super) fn downloads_availability(&self, id: &ContentId) -> Option<Vec<bool>> {
-        self.downloads.get(id)?.schedule.as_ref().map(Schedule::stored)
-    }
-
-    /// A peer's bitfield for `id` arrived (or it has none).
-    pub(super) fn on_have(&mut self, peer: PeerId, id: ContentId, response: Response) {
-        let Some(d) = self.downloads.get_mut(&id) else { return };
-        d.have_in_flight.remove(&peer);
-        if let Some(s) = &mut d.schedule {
-            let total = s.total();
-            match response {
-                Response::Bytes(b) => match super::protocol::unpack_bits(&b, total) {
-                    Some(bits) => s.set_availability(&peer, bits),
-                    None => tracing::debug!("{peer} sent a bitfield of the wrong size for {id}"),
-                },
-                _ => s.set_availability(&peer, vec![false; total]),
-            }
-        }
-        self.drive(id);
-    }
-
     pub(super) fn on_peer_gone(&mut self, peer: PeerId) {
         let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
         for id in ids {
@@ -268,16 +242,9 @@ impl EventLoop {
             d.schedule.as_ref().map(|s| (s.done(), s.total()))
         );
         let mut requests: Vec<(PeerId, Request, Pending)> = Vec::new();
+        let have_due: Vec<PeerId> = d.candidates.iter().filter(|p| d.have_due(p, now)).copied().collect();
         match (&d.manifest, &mut d.schedule) {
             (Some(m), Some(s)) => {
-                for peer in d.candidates.iter() {
-                    let due = d.have_asked.get(peer).is_none_or(|t| now.duration_since(*t) >= HAVE_EVERY);
-                    if due && !d.have_in_flight.contains(peer) && s.wants_availability(peer) {
-                        d.have_in_flight.insert(*peer);
-                        d.have_asked.insert(*peer, now);
-                        requests.push((*peer, Request::Have(id), Pending::Have { id }));
-                    }
-                }
                 let shared = |p: &PeerId| elsewhere.get(p).copied().unwrap_or(0);
                 // A bulk fetch asks for up to MAX_BATCH chunks per request; a stream asks one
                 // at a time, so the chunk the decoder waits for arrives on its own.
@@ -329,6 +296,9 @@ impl EventLoop {
         }
         for (peer, req, pending) in requests {
             self.request(peer, req, pending);
+        }
+        for peer in have_due {
+            self.ask_have(peer, now);
         }
     }
 

@@ -10,6 +10,7 @@ pub mod behaviour;
 mod catalogs;
 pub(crate) mod event_loop;
 mod fetch;
+mod have;
 pub mod protocol;
 pub mod schedule;
 pub mod settle;

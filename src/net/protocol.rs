@@ -5,15 +5,17 @@
 //! allocated, and an unknown tag is an error, never a panic.
 //!
 //! ```text
-//! request  := tag u8 | body            (body ≤ 1 + 32 × MAX_BATCH bytes)
+//! request  := tag u8 | body            (body ≤ 1 + 32 × MAX_HAVES bytes)
 //! response := status u8 | len u32 LE | payload (len ≤ limit for the request kind)
-//!           | 5 | n u32 LE | n × (status u8 | len u32 LE | payload)   (chunks: n = ids asked)
+//!           | 5 | n u32 LE | n × (status u8 | len u32 LE | payload)   (chunks, have: n = ids asked)
 //! ```
 //!
 //! A chunk request names up to [`MAX_BATCH`] chunks, answered in one response with one entry
 //! each: a bulk fetch pays the per-request costs (a substream, its negotiation, a timeout, two
 //! trips through the event loop) once per four chunks. A player's stream asks one at a time,
-//! so the chunk the decoder waits for never waits behind others.
+//! so the chunk the decoder waits for never waits behind others. Likewise an availability
+//! request names up to [`MAX_HAVES`] pieces of content: a fan fetching a release polls each
+//! fellow fan once for all its tracks, not once per track.
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -26,6 +28,8 @@ use crate::catalog::signed::MAX_CATALOG_BYTES;
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/busker/exchange/1.0.0");
 /// Most chunks one request may name.
 pub const MAX_BATCH: usize = 4;
+/// Most pieces of content one availability request may name.
+pub const MAX_HAVES: usize = 16;
 /// Most announcements in one catalog list.
 pub const MAX_LISTED: usize = 4096;
 const MAX_MANIFEST_BYTES: usize = 1 << 20;
@@ -41,9 +45,10 @@ pub enum Request {
     Manifest(ContentId),
     /// Chunks by hash: 1 to [`MAX_BATCH`] of them.
     Chunks(Vec<ContentId>),
-    /// Which chunks of a piece of content the peer holds: a bitfield, chunk 0 in the lowest
-    /// bit of byte 0.
-    Have(ContentId),
+    /// Which chunks of each of 1 to [`MAX_HAVES`] pieces of content the peer holds: one
+    /// bitfield per content id (chunk 0 in the lowest bit of byte 0), in one [`Response::Each`].
+    /// A node fetching a release asks each peer about all its tracks at once.
+    Have(Vec<ContentId>),
 }
 
 /// The answer.
@@ -59,17 +64,18 @@ pub enum Response {
     Refused,
     /// The peer just sent this chunk to another connected peer; ask that one, or again later.
     Declined,
-    /// One answer per chunk asked, in order (each `Bytes`, `NotFound`, `Refused` or `Declined`).
-    Chunks(Vec<Response>),
+    /// One answer per id asked by a [`Request::Chunks`] or [`Request::Have`], in order (each
+    /// `Bytes`, `NotFound`, `Refused` or `Declined`).
+    Each(Vec<Response>),
 }
 
 impl Response {
-    /// The answer for each of `n` chunks asked in one request: the entries of a `Chunks`
+    /// The answer for each of `n` ids asked in one request: the entries of an `Each`
     /// response, or a whole-request answer (not found, refused) applied to each. An answer of
-    /// the wrong shape counts as refused for every chunk.
-    pub fn per_chunk(self, n: usize) -> Vec<Response> {
+    /// the wrong shape counts as refused for every id.
+    pub fn each(self, n: usize) -> Vec<Response> {
         match self {
-            Response::Chunks(v) if v.len() == n => v,
+            Response::Each(v) if v.len() == n => v,
             Response::NotFound => (0..n).map(|_| Response::NotFound).collect(),
             _ => (0..n).map(|_| Response::Refused).collect(),
         }
@@ -93,8 +99,16 @@ impl Request {
             Request::Catalog(_) => MAX_CATALOG_BYTES,
             Request::ListCatalogs => MAX_LISTED * 40,
             Request::Manifest(_) => MAX_MANIFEST_BYTES,
-            Request::Chunks(_) => 0,
-            Request::Have(_) => chunk_count(MAX_FILE_BYTES).div_ceil(8),
+            Request::Chunks(_) | Request::Have(_) => 0,
+        }
+    }
+
+    /// For a request answered with one entry per id: the ids asked and the largest entry.
+    fn each(&self) -> Option<(usize, usize)> {
+        match self {
+            Request::Chunks(ids) => Some((ids.len(), CHUNK as usize)),
+            Request::Have(ids) => Some((ids.len(), chunk_count(MAX_FILE_BYTES).div_ceil(8))),
+            _ => None,
         }
     }
 }
@@ -117,6 +131,21 @@ async fn read_id<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<[u8
     Ok(id)
 }
 
+/// Reads a count (1 to `max`) and that many content ids, for a `what` request.
+async fn read_ids<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize, what: &str) -> std::io::Result<Vec<ContentId>> {
+    let mut n = [0u8; 1];
+    io.read_exact(&mut n).await?;
+    let n = usize::from(n[0]);
+    if n == 0 || n > max {
+        return Err(invalid(format!("a {what} request names {n} ids (1 to {max} allowed)")));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(ContentId(read_id(io).await?));
+    }
+    Ok(ids)
+}
+
 impl libp2p::request_response::Codec for Codec {
     type Protocol = StreamProtocol;
     type Request = Request;
@@ -133,20 +162,8 @@ impl libp2p::request_response::Codec for Codec {
             1 => Request::Catalog(ArtistKey(read_id(io).await?)),
             2 => Request::ListCatalogs,
             3 => Request::Manifest(ContentId(read_id(io).await?)),
-            4 => {
-                let mut n = [0u8; 1];
-                io.read_exact(&mut n).await?;
-                let n = usize::from(n[0]);
-                if n == 0 || n > MAX_BATCH {
-                    return Err(invalid(format!("a chunk request names {n} chunks (1 to {MAX_BATCH} allowed)")));
-                }
-                let mut ids = Vec::with_capacity(n);
-                for _ in 0..n {
-                    ids.push(ContentId(read_id(io).await?));
-                }
-                Request::Chunks(ids)
-            }
-            5 => Request::Have(ContentId(read_id(io).await?)),
+            4 => Request::Chunks(read_ids(io, MAX_BATCH, "chunk").await?),
+            5 => Request::Have(read_ids(io, MAX_HAVES, "availability").await?),
             t => return Err(invalid(format!("unknown request tag {t}"))),
         })
     }
@@ -160,7 +177,7 @@ impl libp2p::request_response::Codec for Codec {
         io.read_exact(&mut head).await?;
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
         if head[0] == 5 {
-            return read_chunks(io, len, self.last.as_ref()).await;
+            return read_each(io, len, self.last.as_ref()).await;
         }
         let limit = self.last.as_ref().map_or(MAX_CATALOG_BYTES, Request::limit);
         if len > limit {
@@ -199,9 +216,10 @@ impl libp2p::request_response::Codec for Codec {
         let mut buf = vec![req.tag()];
         match &req {
             Request::Catalog(k) => buf.extend_from_slice(&k.0),
-            Request::Manifest(id) | Request::Have(id) => buf.extend_from_slice(&id.0),
-            Request::Chunks(ids) => {
-                let ids = &ids[..ids.len().min(MAX_BATCH)];
+            Request::Manifest(id) => buf.extend_from_slice(&id.0),
+            Request::Chunks(ids) | Request::Have(ids) => {
+                let max = if matches!(req, Request::Chunks(_)) { MAX_BATCH } else { MAX_HAVES };
+                let ids = &ids[..ids.len().min(max)];
                 buf.push(ids.len() as u8);
                 ids.iter().for_each(|id| buf.extend_from_slice(&id.0));
             }
@@ -220,7 +238,7 @@ impl libp2p::request_response::Codec for Codec {
     ) -> std::io::Result<()> {
         let mut out = Joined::default();
         match res {
-            Response::Chunks(entries) => {
+            Response::Each(entries) => {
                 out.head(5, entries.len());
                 for e in entries {
                     let (status, payload) = frame(e);
@@ -252,7 +270,7 @@ fn frame(res: Response) -> (u8, Vec<u8>) {
             (1, b)
         }
         Response::NotFound => (2, Vec::new()),
-        Response::Refused | Response::Chunks(_) => (3, Vec::new()),
+        Response::Refused | Response::Each(_) => (3, Vec::new()),
         Response::Declined => (4, Vec::new()),
     }
 }
@@ -314,38 +332,37 @@ fn without_bytes(status: u8) -> Option<Response> {
     }
 }
 
-/// Reads the `n` entries of a chunks response to `asked` (which must be a chunk request for
-/// exactly `n` chunks), each at most one chunk long.
-async fn read_chunks<T: AsyncRead + Unpin + Send>(
+/// Reads the `n` entries of a per-id response to `asked` (which must be a chunk or
+/// availability request naming exactly `n` ids), each within that request's entry limit.
+async fn read_each<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     n: usize,
     asked: Option<&Request>,
 ) -> std::io::Result<Response> {
-    let expected = match asked {
-        Some(Request::Chunks(ids)) => ids.len(),
-        _ => return Err(invalid("a chunks response to a request for something else")),
+    let Some((expected, limit)) = asked.and_then(Request::each) else {
+        return Err(invalid("a per-id response to a request for something else"));
     };
     if n != expected {
-        return Err(invalid(format!("{n} chunk answers to a request for {expected}")));
+        return Err(invalid(format!("{n} answers to a request naming {expected} ids")));
     }
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         let mut head = [0u8; 5];
         io.read_exact(&mut head).await?;
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if len > CHUNK as usize {
-            return Err(invalid(format!("a chunk of {len} bytes exceeds the {CHUNK}-byte limit")));
+        if len > limit {
+            return Err(invalid(format!("an answer of {len} bytes exceeds the {limit}-byte limit")));
         }
         entries.push(match head[0] {
             0 => Response::Bytes(read_payload(io, len).await?),
             s => match without_bytes(s) {
-                Some(_) if len != 0 => return Err(invalid("a chunk answer without bytes has a length")),
+                Some(_) if len != 0 => return Err(invalid("an answer without bytes has a length")),
                 Some(answer) => answer,
-                None => return Err(invalid(format!("unknown chunk answer status {s}"))),
+                None => return Err(invalid(format!("unknown answer status {s}"))),
             },
         });
     }
-    Ok(Response::Chunks(entries))
+    Ok(Response::Each(entries))
 }
 
 /// Packs booleans into a bitfield, index 0 in the lowest bit of byte 0.
@@ -398,24 +415,47 @@ mod tests {
             let mut bytes = vec![4, n];
             bytes.extend(std::iter::repeat_n(7u8, 32 * usize::from(n)));
             let err = block_on(Codec::default().read_request(&PROTOCOL, &mut Cursor::new(bytes))).unwrap_err();
-            assert!(err.to_string().contains("chunks (1 to"), "{err}");
+            assert!(err.to_string().contains("names 0 ids") || err.to_string().contains("(1 to 4 allowed)"), "{err}");
         }
 
         let answers = vec![Response::Bytes(vec![1; 1000]), Response::Declined, Response::NotFound];
-        let got = round_trip(Request::Chunks(ids(3)), Response::Chunks(answers.clone())).unwrap();
-        assert_eq!(got, Response::Chunks(answers));
+        let got = round_trip(Request::Chunks(ids(3)), Response::Each(answers.clone())).unwrap();
+        assert_eq!(got, Response::Each(answers));
         // A whole-request refusal still parses, and applies to each chunk.
         let got = round_trip(Request::Chunks(ids(2)), Response::Refused).unwrap();
-        assert_eq!(got.per_chunk(2), vec![Response::Refused, Response::Refused]);
+        assert_eq!(got.each(2), vec![Response::Refused, Response::Refused]);
         // Fewer answers than chunks asked, and a chunk answer to a manifest request, are errors.
-        let err = round_trip(Request::Chunks(ids(3)), Response::Chunks(vec![Response::NotFound])).unwrap_err();
-        assert!(err.to_string().contains("1 chunk answers to a request for 3"), "{err}");
-        let err = round_trip(Request::Manifest(ContentId([0; 32])), Response::Chunks(vec![])).unwrap_err();
+        let err = round_trip(Request::Chunks(ids(3)), Response::Each(vec![Response::NotFound])).unwrap_err();
+        assert!(err.to_string().contains("1 answers to a request naming 3 ids"), "{err}");
+        let err = round_trip(Request::Manifest(ContentId([0; 32])), Response::Each(vec![])).unwrap_err();
         assert!(err.to_string().contains("request for something else"), "{err}");
         // An entry longer than a chunk is refused before anything is allocated for it.
-        let oversized = Response::Chunks(vec![Response::Bytes(vec![0; CHUNK as usize + 1])]);
+        let oversized = Response::Each(vec![Response::Bytes(vec![0; CHUNK as usize + 1])]);
         let err = round_trip(Request::Chunks(ids(1)), oversized).unwrap_err();
         assert!(err.to_string().contains("exceeds"), "{err}");
+    }
+
+    #[test]
+    fn availability_requests_name_several_contents_and_get_a_bitfield_each() {
+        let n = MAX_HAVES as u8;
+        let mut wire = Cursor::new(Vec::new());
+        block_on(Codec::default().write_request(&PROTOCOL, &mut wire, Request::Have(ids(n)))).unwrap();
+        let got = block_on(Codec::default().read_request(&PROTOCOL, &mut Cursor::new(wire.into_inner())));
+        assert_eq!(got.unwrap(), Request::Have(ids(n)));
+        let mut bytes = vec![5, n + 1];
+        bytes.extend(std::iter::repeat_n(7u8, 32 * usize::from(n + 1)));
+        let err = block_on(Codec::default().read_request(&PROTOCOL, &mut Cursor::new(bytes))).unwrap_err();
+        assert!(err.to_string().contains("availability request names 17 ids"), "{err}");
+
+        let answers = vec![Response::Bytes(vec![0b101]), Response::NotFound];
+        let got = round_trip(Request::Have(ids(2)), Response::Each(answers.clone())).unwrap();
+        assert_eq!(got, Response::Each(answers));
+        // A bitfield longer than the largest file's is refused; so is a lone bitfield.
+        let big = chunk_count(MAX_FILE_BYTES).div_ceil(8) + 1;
+        let err = round_trip(Request::Have(ids(1)), Response::Each(vec![Response::Bytes(vec![0; big])])).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        let err = round_trip(Request::Have(ids(1)), Response::Bytes(vec![1])).unwrap_err();
+        assert!(err.to_string().contains("exceeds the 0-byte limit"), "{err}");
     }
 
     #[test]

@@ -88,9 +88,9 @@ pub(crate) async fn evil_peer_sparing(
                             Request::ListCatalogs if share_list => Response::Catalogs(store.catalog_list().unwrap()),
                             Request::ListCatalogs => Response::Catalogs(Vec::new()),
                             Request::Manifest(id) => store.manifest_bytes(&id).unwrap().map_or(Response::NotFound, Response::Bytes),
-                            Request::Have(id) => store.availability(&id).unwrap()
-                                .map_or(Response::NotFound, |b| Response::Bytes(busker::net::protocol::pack_bits(&b))),
-                            Request::Chunks(ids) => Response::Chunks(ids.iter().map(|id| match store.read_chunk(id) {
+                            Request::Have(ids) => Response::Each(ids.iter().map(|id| store.availability(id).unwrap()
+                                .map_or(Response::NotFound, |b| Response::Bytes(busker::net::protocol::pack_bits(&b)))).collect()),
+                            Request::Chunks(ids) => Response::Each(ids.iter().map(|id| match store.read_chunk(id) {
                                 Ok(b) if spare.contains(id) => Response::Bytes(b),
                                 Ok(mut b) => { b[0] ^= 0xff; Response::Bytes(b) }
                                 Err(_) => Response::NotFound,
