@@ -171,7 +171,7 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# busker node configuration. Every sett
 default_license = "CC-BY-4.0"
 
 [network]
-# Multiaddrs to listen on: TCP (noise + yamux) and QUIC.
+# Multiaddrs to listen on: TCP (TLS or noise, + yamux) and QUIC.
 listen = ["/ip4/0.0.0.0/tcp/4717", "/ip4/0.0.0.0/udp/4717/quic-v1"]
 # Peers to join at start, e.g. "/ip4/203.0.113.7/tcp/4717/p2p/12D3KooW…".
 bootstrap = []
