@@ -10,8 +10,10 @@
 //! 2. libp2p TCP+noise+yamux built exactly as busker's swarm builds it, but bare: no `Swarm`, no
 //!    behaviours, one raw yamux substream per connection (no multistream-select), with a task
 //!    driving each connection's muxer as the swarm's connection task would;
-//! 3. libp2p QUIC, bare in the same way;
-//! 4. single-thread arithmetic: CPU ms per MB of ring's ChaCha20-Poly1305 seal and open, done as
+//! 3. libp2p TCP+TLS+yamux, bare in the same way (TLS from the patched `vendor/libp2p-tls`,
+//!    so AES-GCM on a CPU with AES instructions);
+//! 4. libp2p QUIC, bare in the same way;
+//! 5. single-thread arithmetic: CPU ms per MB of ring's ChaCha20-Poly1305 seal and open, done as
 //!    snow (noise) does them (copy into the output buffer, then seal/open in place) on noise's
 //!    largest frame, and of `blake3::hash` on 256 KiB chunks.
 //!
