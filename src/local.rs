@@ -51,12 +51,12 @@ impl Local {
         let config = home.config()?;
         let store = Store::open(&home.store_dir())?;
         let mut created_catalog = None;
-        if let (Some(name), Some(key)) = (artist, identity.artist_key()) {
-            if store.catalog(&key)?.is_none() {
-                let signed = SignedCatalog::sign(Catalog::new(key, name.trim()), identity.artist()?)?;
-                created_catalog = Some(signed.seq());
-                store.put_catalog(signed)?;
-            }
+        if let (Some(name), Some(key)) = (artist, identity.artist_key())
+            && store.catalog(&key)?.is_none()
+        {
+            let signed = SignedCatalog::sign(Catalog::new(key, name.trim()), identity.artist()?)?;
+            created_catalog = Some(signed.seq());
+            store.put_catalog(signed)?;
         }
         let report = InitReport { home: home.root().to_path_buf(), wrote_config, created_keys, created_catalog };
         let ledger = Ledger::open(store.db(), identity.node_key())?;

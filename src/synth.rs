@@ -65,7 +65,7 @@ pub fn render(seed: u64, seconds: f32, rate: u32) -> Vec<i16> {
             let step = i / beat;
             let note = root + 12 + scale[rng.below(scale.len() as u64) as usize];
             voices.push((Pluck::new(midi_hz(note), rate, 0.45, &mut rng), 0.3 + rng.below(40) as f32 / 100.0));
-            if step % 4 == 0 {
+            if step.is_multiple_of(4) {
                 let bass = root - 12 + [0, 5, 7, 3][(step / 4) % 4];
                 voices.push((Pluck::new(midi_hz(bass), rate, 0.6, &mut rng), 0.5));
             }

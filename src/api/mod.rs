@@ -50,10 +50,10 @@ pub fn load_or_create_token(home: &Path) -> Result<String, ApiError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = token_path(home);
     let io = |source| ApiError::Io { path: path.clone(), source };
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        if t.trim().len() == 64 {
-            return Ok(t.trim().to_string());
-        }
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && t.trim().len() == 64
+    {
+        return Ok(t.trim().to_string());
     }
     let mut bytes = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);

@@ -108,7 +108,7 @@ pub fn chunk_index(offset: u64) -> usize {
 /// that offset may be). Offsets and bytes may come from a disk or a peer: this never panics.
 pub fn chunk_cv(offset: u64, data: &[u8]) -> Option<ContentId> {
     // Check alignment first: max_subtree_len itself asserts it.
-    if data.is_empty() || offset % 1024 != 0 {
+    if data.is_empty() || !offset.is_multiple_of(1024) {
         return None;
     }
     if blake3::hazmat::max_subtree_len(offset).is_some_and(|max| data.len() as u64 > max) {

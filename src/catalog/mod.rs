@@ -15,6 +15,7 @@ pub mod chunk;
 pub mod ids;
 pub mod model;
 pub mod publish;
+pub(crate) mod recent;
 pub mod search;
 pub mod signed;
 pub mod sources;

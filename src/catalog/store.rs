@@ -171,6 +171,8 @@ pub struct Store {
     /// Published files served in place, by manifest id.
     pub(super) sources: sled::Tree,
     pub(super) files: ChunkFiles,
+    /// Chunks verified a moment ago, served without reading them back (see [`super::recent`]).
+    pub(super) recent: super::recent::Recent,
 }
 
 /// What an id (or unique prefix) names.
@@ -195,6 +197,7 @@ impl Store {
             access: db.open_tree("access")?,
             sources: db.open_tree("sources")?,
             files: ChunkFiles::open(dir.join("chunks"))?,
+            recent: Default::default(),
             db,
         })
     }
@@ -248,6 +251,17 @@ impl Store {
     /// Reads a chunk and verifies its chaining value.
     pub fn read_chunk(&self, id: &ContentId) -> Result<Vec<u8>, StoreError> {
         let entry = self.chunk_index.get(id.0)?.ok_or(StoreError::MissingChunk(*id))?;
+        self.read_entry(id, &ChunkEntry::decode(&entry))
+    }
+
+    /// Reads a chunk to send to a peer: like [`Self::read_chunk`], except that a chunk received
+    /// and verified in the last few seconds comes from memory (see `recent.rs`). Local reads
+    /// (players, `verify`) always go to disk, so damage there is found and repaired.
+    pub fn read_chunk_to_serve(&self, id: &ContentId) -> Result<Vec<u8>, StoreError> {
+        let entry = self.chunk_index.get(id.0)?.ok_or(StoreError::MissingChunk(*id))?;
+        if let Some(bytes) = self.recent.get(id) {
+            return Ok(bytes.to_vec());
+        }
         self.read_entry(id, &ChunkEntry::decode(&entry))
     }
 

@@ -16,24 +16,26 @@ impl Store {
     /// Stores chunk bytes received from a peer if they are chunk `id` at byte `offset` of
     /// content `content` (`size` bytes in all). Returns false (and stores nothing) if they are
     /// not. The bytes go to their place in the store's file for that content; visible once
-    /// this returns.
+    /// this returns. For a few seconds they are also kept in memory, where fellow fans' requests
+    /// for them are served from.
     pub fn put_verified_chunk(
         &self,
         content: &ContentId,
         size: u64,
         id: &ContentId,
         offset: u64,
-        bytes: &[u8],
+        bytes: Vec<u8>,
     ) -> Result<bool, StoreError> {
-        if super::chunk::chunk_cv(offset, bytes) != Some(*id) || offset + bytes.len() as u64 > size {
+        if super::chunk::chunk_cv(offset, &bytes) != Some(*id) || offset + bytes.len() as u64 > size {
             return Ok(false);
         }
         if !self.has_intact_chunk(id)? {
-            self.files.write_packed(content, size, offset, bytes)?;
+            self.files.write_packed(content, size, offset, &bytes)?;
             let entry = ChunkEntry { len: bytes.len() as u32, offset, location: Location::Pack(*content) };
             self.chunk_index.insert(id.0, entry.encode())?;
         }
         self.touch(id)?;
+        self.recent.insert(*id, std::sync::Arc::new(bytes));
         Ok(true)
     }
 
@@ -49,10 +51,17 @@ impl Store {
         }
         self.chunk_index.remove(id.0)?;
         self.access.remove(id.0)?;
+        self.recent.remove(id);
         if location == Location::File {
             self.files.remove(id)?;
         }
         Ok(true)
+    }
+
+    /// Lets go of chunks kept in memory since they were verified, once they are a few seconds
+    /// old (an idle node holds none).
+    pub fn forget_stale_chunks(&self) {
+        self.recent.expire();
     }
 
     /// Records that chunk `id` was just used (for LRU eviction).
@@ -180,6 +189,7 @@ impl Store {
             }
             self.chunk_index.remove(id.0)?;
             self.access.remove(id.0)?;
+            self.recent.remove(&id);
             match location {
                 Location::Pack(content) => {
                     packs.insert(content);

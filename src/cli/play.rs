@@ -221,10 +221,10 @@ fn wait_remote(r: &Remote, progress: bool) -> anyhow::Result<Status> {
     loop {
         let status: Status = r.get("/v1/player")?;
         if status.state == State::Stopped {
-            if status.tracks.iter().all(|t| t.error.is_some()) {
-                if let Some(e) = &status.error {
-                    bail!("{e}");
-                }
+            if status.tracks.iter().all(|t| t.error.is_some())
+                && let Some(e) = &status.error
+            {
+                bail!("{e}");
             }
             return Ok(status);
         }
@@ -236,13 +236,12 @@ fn wait_remote(r: &Remote, progress: bool) -> anyhow::Result<Status> {
 }
 
 fn show_now(status: &Status, shown: &mut Option<busker::catalog::ContentId>) {
-    if let Some(now) = &status.now {
-        if *shown != Some(now.item.id) {
-            *shown = Some(now.item.id);
-            let by =
-                if now.item.artist_name.is_empty() { String::new() } else { format!(" — {}", now.item.artist_name) };
-            eprintln!("▶ {}{by}", now.item.title);
-        }
+    if let Some(now) = &status.now
+        && *shown != Some(now.item.id)
+    {
+        *shown = Some(now.item.id);
+        let by = if now.item.artist_name.is_empty() { String::new() } else { format!(" — {}", now.item.artist_name) };
+        eprintln!("▶ {}{by}", now.item.title);
     }
 }
 

@@ -100,10 +100,9 @@ impl Ledger {
             self.incoming.get(fan.0)?.map(|b| decode_stored(&b, "stored settlement")).transpose()?;
         if doc.check(&artist, prev.as_ref().map(|p| &p.doc), &catalog.catalog().tip_splits(), today)?
             == Verdict::Duplicate
+            && let Some(p) = prev
         {
-            if let Some(p) = prev {
-                return Ok(p.receipt);
-            }
+            return Ok(p.receipt);
         }
         let receipt = Receipt::sign(doc, key);
         let accepted = postcard::to_stdvec(&Accepted { doc: doc.clone(), receipt: receipt.clone() })

@@ -47,6 +47,8 @@ pub(crate) struct Behaviour {
     pub exchange: request_response::Behaviour<Codec>,
     /// Settlements and receipts between fans' and artists' nodes.
     pub settle: request_response::Behaviour<SettleCodec>,
+    /// Long-lived streams for chunk and availability requests (see `lane.rs`).
+    pub lanes: libp2p_stream::Behaviour,
 }
 
 fn boxed(e: impl std::fmt::Display) -> NetError {
@@ -113,6 +115,7 @@ pub(crate) fn build_swarm(keypair: Keypair, s: &SwarmSettings) -> Result<Swarm<B
                         .with_request_timeout(Duration::from_secs(30))
                         .with_max_concurrent_streams(64),
                 ),
+                lanes: libp2p_stream::Behaviour::new(),
             })
         })
         .map_err(boxed)?

@@ -1,11 +1,10 @@
 //! Catalog discovery in the event loop: serving requests, gossip announcements (validated
 //! before forwarding), catalog sync with new peers, DHT records and provider records.
 
-use libp2p::request_response::ResponseChannel;
 use libp2p::{PeerId, gossipsub, kad};
 
 use super::announce::{Announcement, artist_of_key, catalog_key};
-use super::event_loop::{EventLoop, Pending, Work};
+use super::event_loop::{EventLoop, Pending, Reply, Work};
 use super::protocol::{Request, Response};
 use crate::catalog::ids::{ArtistKey, ContentId};
 use crate::catalog::{SignedCatalog, StoreError};
@@ -30,7 +29,7 @@ const RECENTLY_SERVED_CAP: usize = 65_536;
 
 impl EventLoop {
     /// Answers a peer's request. Chunk reads (and their verification) run on the blocking pool.
-    pub(super) fn serve(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+    pub(super) fn serve(&mut self, peer: PeerId, request: Request, channel: Reply) {
         let store = &self.local.store;
         let found = |r: Result<Option<Vec<u8>>, _>| match r {
             Ok(Some(b)) => Response::Bytes(b),
@@ -51,12 +50,12 @@ impl EventLoop {
             ),
             Request::Chunks(ids) => return self.serve_chunks(peer, ids, channel),
         };
-        let _ = self.swarm.behaviour_mut().exchange.send_response(channel, response);
+        self.reply(channel, response);
     }
 
     /// Answers a chunk request: declines chunks the peer can get from another fan (see
     /// [`PASS_ON_WINDOW`]), and reads the rest on the blocking pool.
-    fn serve_chunks(&mut self, peer: PeerId, ids: Vec<ContentId>, channel: ResponseChannel<Response>) {
+    fn serve_chunks(&mut self, peer: PeerId, ids: Vec<ContentId>, channel: Reply) {
         let now = std::time::Instant::now();
         // Only an artist's node declines (so only it remembers what it served): its upload is
         // the scarce one. A fan that holds the content serves whoever asks, which is what lets
@@ -70,7 +69,7 @@ impl EventLoop {
                 // duplicate upload drops to a third, and no requester depends on one source.
                 let count = self.declines.entry(peer).or_default();
                 *count += u32::from(passable);
-                if passable && *count % DECLINE_EVERY != 0 {
+                if passable && !(*count).is_multiple_of(DECLINE_EVERY) {
                     wanted.push(None);
                     continue;
                 }
@@ -86,7 +85,7 @@ impl EventLoop {
             // Over the bound the whole request is declined: "busy, ask again shortly".
             tracing::debug!("declining {peer}'s chunk request ({serving} chunks being read for it)");
             let answers = wanted.iter().map(|_| Response::Declined).collect();
-            let _ = self.swarm.behaviour_mut().exchange.send_response(channel, Response::Each(answers));
+            self.reply(channel, Response::Each(answers));
             return;
         }
         *self.serving.entry(peer).or_default() += chunks;
@@ -98,15 +97,21 @@ impl EventLoop {
         });
     }
 
+    /// Sends the answer to a peer's request; false if the peer is gone.
+    pub(super) fn reply(&mut self, to: Reply, response: Response) -> bool {
+        match to {
+            Reply::Exchange(channel) => self.swarm.behaviour_mut().exchange.send_response(channel, response).is_ok(),
+            Reply::Lane(reply) => reply.send(response).is_ok(),
+        }
+    }
+
     /// Publishes our announcement: gossip, DHT record, and provider records.
     pub(super) fn announce(&mut self, a: Announcement) {
         let fresh = self.last_announced != Some(a);
         self.last_announced = Some(a);
         let b = self.swarm.behaviour_mut();
-        if fresh {
-            if let Err(e) = b.gossipsub.publish(self.topic.clone(), a.encode()) {
-                tracing::info!("gossip announcement not sent now ({e}); peers will sync on connect");
-            }
+        if fresh && let Err(e) = b.gossipsub.publish(self.topic.clone(), a.encode()) {
+            tracing::info!("gossip announcement not sent now ({e}); peers will sync on connect");
         }
         let key = kad::RecordKey::new(&catalog_key(&a.artist));
         let _ = b.kad.put_record(kad::Record::new(key.clone(), a.encode()), kad::Quorum::One);
@@ -271,7 +276,7 @@ impl EventLoop {
 /// would not accept. A chunk damaged on our disk is dropped from the store (a later fetch
 /// repairs it) and answered as not found.
 fn read_for(local: &crate::Local, id: &ContentId, peer: &PeerId) -> Response {
-    match local.store.read_chunk(id) {
+    match local.store.read_chunk_to_serve(id) {
         Ok(bytes) => {
             let _ = local.store.touch(id);
             Response::Bytes(bytes)

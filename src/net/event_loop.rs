@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns};
@@ -73,7 +73,15 @@ pub(crate) enum Command {
 /// Blocking work finished.
 pub(super) enum Work {
     /// Chunks read for `peer`'s request (`chunks` of them were counted in `serving`).
-    Serve { peer: PeerId, chunks: usize, channel: ResponseChannel<Response>, response: Response },
+    Serve { peer: PeerId, chunks: usize, channel: Reply, response: Response },
+    /// An answer to a request we sent on a lane.
+    Answer { peer: PeerId, pending: Pending, response: Response },
+    /// A request sent on a lane that ended before it was answered.
+    Unanswered { peer: PeerId, request: Request, pending: Pending },
+    /// A lane to `peer` ended (`unsupported`: the peer does not speak lanes).
+    LaneClosed { peer: PeerId, unsupported: bool },
+    /// A request `peer` sent on its lane, to be answered through `reply`.
+    Inbound { peer: PeerId, request: Request, reply: oneshot::Sender<Response> },
     /// Chunks received in one response were checked: (index, length, Ok(true): stored;
     /// Ok(false): wrong hash).
     ChunksChecked { id: ContentId, peer: PeerId, results: Vec<super::fetch::Checked> },
@@ -81,6 +89,12 @@ pub(super) enum Work {
     FetchFinished(super::fetch::Finished),
     /// An incoming settlement was checked (and stored if accepted).
     Settled { channel: ResponseChannel<SettleResponse>, response: SettleResponse },
+}
+
+/// Where the answer to a peer's request goes: its request-response substream or its lane.
+pub(super) enum Reply {
+    Exchange(ResponseChannel<Response>),
+    Lane(oneshot::Sender<Response>),
 }
 
 /// What an outbound request was for.
@@ -153,6 +167,8 @@ pub(crate) struct EventLoop {
     pub(super) settle_jobs: HashMap<ArtistKey, SettleJob>,
     pub(super) settle_queries: HashMap<kad::QueryId, ArtistKey>,
     pub(super) settle_requests: HashMap<OutboundRequestId, ArtistKey>,
+    /// Lanes to peers, for chunk and availability requests.
+    pub(super) lanes: super::lane::Lanes,
 }
 
 impl EventLoop {
@@ -176,6 +192,7 @@ impl EventLoop {
         swarm.behaviour_mut().gossipsub.subscribe(&topic).map_err(|e| NetError::Swarm(e.to_string()))?;
         let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
         let local_peer_bytes = swarm.local_peer_id().to_bytes();
+        let lanes = super::lane::Lanes::new(swarm.behaviour().lanes.new_control(), work_tx.clone());
         Ok(Self {
             swarm,
             local,
@@ -200,6 +217,7 @@ impl EventLoop {
             settle_jobs: HashMap::new(),
             settle_queries: HashMap::new(),
             settle_requests: HashMap::new(),
+            lanes,
             seed: u64::from_le_bytes(blake3::hash(&local_peer_bytes).as_bytes()[..8].try_into().unwrap_or([0; 8])),
         })
     }
@@ -337,10 +355,14 @@ impl EventLoop {
                         }
                     }
                 }
-                if self.swarm.behaviour_mut().exchange.send_response(channel, response).is_err() {
+                if !self.reply(channel, response) {
                     tracing::debug!("peer went away before its response was sent");
                 }
             }
+            Work::Answer { peer, pending, response } => self.on_response(peer, pending, response),
+            Work::Unanswered { peer, request, pending } => self.on_unanswered(peer, request, pending),
+            Work::LaneClosed { peer, unsupported } => self.on_lane_closed(peer, unsupported),
+            Work::Inbound { peer, request, reply } => self.serve(peer, request, Reply::Lane(reply)),
             Work::ChunksChecked { id, peer, results } => self.on_chunks_checked(id, peer, results),
             Work::FetchFinished(done) => self.on_fetch_finished(done),
             Work::Settled { channel, response } => self.on_settled(channel, response),
@@ -350,6 +372,7 @@ impl EventLoop {
     fn on_tick(&mut self) {
         let now = Instant::now();
         self.bans.retain(|_, until| *until > now);
+        self.local.store.forget_stale_chunks();
         self.recently_served.retain(|_, (_, at)| now.duration_since(*at) < super::catalogs::PASS_ON_WINDOW);
         let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
         for id in ids {
@@ -381,6 +404,7 @@ impl EventLoop {
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.connected.remove(&peer_id);
                 self.declines.remove(&peer_id);
+                self.drop_lane(&peer_id);
                 self.emit(Event::PeerDisconnected { peer: peer_id.to_string() });
                 self.on_peer_gone(peer_id);
             }
@@ -416,72 +440,6 @@ impl EventLoop {
             BehaviourEvent::Exchange(ev) => self.on_exchange(ev),
             BehaviourEvent::Settle(ev) => self.on_settle(ev),
             _ => {}
-        }
-    }
-
-    fn on_exchange(&mut self, event: request_response::Event<Request, Response>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => self.serve(peer, request, channel),
-                request_response::Message::Response { request_id, response } => {
-                    if let Some((peer, pending)) = self.pending.remove(&request_id) {
-                        self.on_response(peer, pending, response);
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some((peer, pending)) = self.pending.remove(&request_id) {
-                    tracing::debug!("request to {peer} failed: {error}");
-                    self.on_request_failed(peer, pending);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Sends a request and remembers what it was for.
-    pub(super) fn request(&mut self, peer: PeerId, request: Request, pending: Pending) {
-        let id = self.swarm.behaviour_mut().exchange.send_request(&peer, request);
-        self.pending.insert(id, (peer, pending));
-    }
-
-    fn on_response(&mut self, peer: PeerId, pending: Pending, response: Response) {
-        match pending {
-            Pending::CatalogList => {
-                if let Response::Catalogs(list) = response {
-                    self.on_catalog_list(peer, list);
-                }
-            }
-            Pending::Catalog { artist, via, expect, gossip } => {
-                let bytes = match response {
-                    Response::Bytes(bytes) => bytes,
-                    _ => Vec::new(),
-                };
-                self.on_catalog_bytes(peer, artist, via, expect, gossip, &bytes);
-            }
-            Pending::Manifest { id } => self.on_manifest(peer, id, response),
-            Pending::Chunks { id, idxs } => {
-                let answers = response.each(idxs.len());
-                self.on_chunks(peer, id, idxs.into_iter().zip(answers).collect());
-            }
-            Pending::Have { ids } => {
-                let answers = response.each(ids.len());
-                ids.into_iter().zip(answers).for_each(|(id, answer)| self.on_have(peer, id, answer));
-            }
-        }
-    }
-
-    fn on_request_failed(&mut self, peer: PeerId, pending: Pending) {
-        match pending {
-            Pending::Manifest { id } => self.on_manifest(peer, id, Response::Refused),
-            Pending::Chunks { id, idxs } => {
-                self.on_chunks(peer, id, idxs.into_iter().map(|i| (i, Response::Refused)).collect());
-            }
-            Pending::Have { ids } => ids.into_iter().for_each(|id| self.on_have(peer, id, Response::Refused)),
-            Pending::Catalog { gossip: Some(id), .. } => {
-                self.validated(&id, peer, gossipsub::MessageAcceptance::Ignore)
-            }
-            Pending::CatalogList | Pending::Catalog { .. } => {}
         }
     }
 

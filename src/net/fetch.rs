@@ -348,8 +348,8 @@ impl EventLoop {
                 let results = to_store
                     .into_iter()
                     .map(|(idx, chunk, offset, bytes)| {
-                        let result = local.store.put_verified_chunk(&id, size, &chunk, offset, &bytes);
-                        (idx, bytes.len(), result)
+                        let len = bytes.len();
+                        (idx, len, local.store.put_verified_chunk(&id, size, &chunk, offset, bytes))
                     })
                     .collect();
                 let _ = work.blocking_send(Work::ChunksChecked { id, peer, results });
@@ -435,10 +435,10 @@ impl EventLoop {
             if let Err(e) = local.store.finish_fetch(&done.id, done.pin) {
                 tracing::warn!("finishing fetch of {}: {e}", done.id);
             }
-            if !done.pin {
-                if let Err(e) = local.store.enforce_cap(cap) {
-                    tracing::warn!("enforcing the storage cap: {e}");
-                }
+            if !done.pin
+                && let Err(e) = local.store.enforce_cap(cap)
+            {
+                tracing::warn!("enforcing the storage cap: {e}");
             }
             let _ = work.blocking_send(Work::FetchFinished(done));
         });

@@ -156,16 +156,7 @@ impl libp2p::request_response::Codec for Codec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> std::io::Result<Request> {
-        let mut tag = [0u8; 1];
-        io.read_exact(&mut tag).await?;
-        Ok(match tag[0] {
-            1 => Request::Catalog(ArtistKey(read_id(io).await?)),
-            2 => Request::ListCatalogs,
-            3 => Request::Manifest(ContentId(read_id(io).await?)),
-            4 => Request::Chunks(read_ids(io, MAX_BATCH, "chunk").await?),
-            5 => Request::Have(read_ids(io, MAX_HAVES, "availability").await?),
-            t => return Err(invalid(format!("unknown request tag {t}"))),
-        })
+        read_request(io).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -173,38 +164,7 @@ impl libp2p::request_response::Codec for Codec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> std::io::Result<Response> {
-        let mut head = [0u8; 5];
-        io.read_exact(&mut head).await?;
-        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if head[0] == 5 {
-            return read_each(io, len, self.last.as_ref()).await;
-        }
-        let limit = self.last.as_ref().map_or(MAX_CATALOG_BYTES, Request::limit);
-        if len > limit {
-            return Err(invalid(format!("response of {len} bytes exceeds the {limit}-byte limit")));
-        }
-        let payload = read_payload(io, len).await?;
-        Ok(match head[0] {
-            0 => Response::Bytes(payload),
-            1 => {
-                if len % 40 != 0 {
-                    return Err(invalid("catalog list is not a whole number of entries"));
-                }
-                Response::Catalogs(
-                    payload
-                        .chunks_exact(40)
-                        .map(|e| {
-                            let mut k = [0u8; 32];
-                            k.copy_from_slice(&e[..32]);
-                            let mut s = [0u8; 8];
-                            s.copy_from_slice(&e[32..]);
-                            (ArtistKey(k), u64::from_le_bytes(s))
-                        })
-                        .collect(),
-                )
-            }
-            s => without_bytes(s).ok_or_else(|| invalid(format!("unknown response status {s}")))?,
-        })
+        read_response(io, self.last.as_ref()).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -213,20 +173,8 @@ impl libp2p::request_response::Codec for Codec {
         io: &mut T,
         req: Request,
     ) -> std::io::Result<()> {
-        let mut buf = vec![req.tag()];
-        match &req {
-            Request::Catalog(k) => buf.extend_from_slice(&k.0),
-            Request::Manifest(id) => buf.extend_from_slice(&id.0),
-            Request::Chunks(ids) | Request::Have(ids) => {
-                let max = if matches!(req, Request::Chunks(_)) { MAX_BATCH } else { MAX_HAVES };
-                let ids = &ids[..ids.len().min(max)];
-                buf.push(ids.len() as u8);
-                ids.iter().for_each(|id| buf.extend_from_slice(&id.0));
-            }
-            Request::ListCatalogs => {}
-        }
+        write_request(io, &req).await?;
         self.last = Some(req);
-        io.write_all(&buf).await?;
         io.close().await
     }
 
@@ -236,25 +184,103 @@ impl libp2p::request_response::Codec for Codec {
         io: &mut T,
         res: Response,
     ) -> std::io::Result<()> {
-        let mut out = Joined::default();
-        match res {
-            Response::Each(entries) => {
-                out.head(5, entries.len());
-                for e in entries {
-                    let (status, payload) = frame(e);
-                    out.head(status, payload.len());
-                    out.body(io, &payload).await?;
-                }
+        write_response(io, res).await?;
+        io.close().await
+    }
+}
+
+/// Reads one request. Also the request frame of a lane (see [`super::lane`]).
+pub(super) async fn read_request<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Request> {
+    let mut tag = [0u8; 1];
+    io.read_exact(&mut tag).await?;
+    Ok(match tag[0] {
+        1 => Request::Catalog(ArtistKey(read_id(io).await?)),
+        2 => Request::ListCatalogs,
+        3 => Request::Manifest(ContentId(read_id(io).await?)),
+        4 => Request::Chunks(read_ids(io, MAX_BATCH, "chunk").await?),
+        5 => Request::Have(read_ids(io, MAX_HAVES, "availability").await?),
+        t => return Err(invalid(format!("unknown request tag {t}"))),
+    })
+}
+
+/// Reads the response to `asked` (bounded by what that request may receive; `None`: the
+/// catalog limit).
+pub(super) async fn read_response<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    asked: Option<&Request>,
+) -> std::io::Result<Response> {
+    let mut head = [0u8; 5];
+    io.read_exact(&mut head).await?;
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if head[0] == 5 {
+        return read_each(io, len, asked).await;
+    }
+    let limit = asked.map_or(MAX_CATALOG_BYTES, Request::limit);
+    if len > limit {
+        return Err(invalid(format!("response of {len} bytes exceeds the {limit}-byte limit")));
+    }
+    let payload = read_payload(io, len).await?;
+    Ok(match head[0] {
+        0 => Response::Bytes(payload),
+        1 => {
+            if !len.is_multiple_of(40) {
+                return Err(invalid("catalog list is not a whole number of entries"));
             }
-            res => {
-                let (status, payload) = frame(res);
+            Response::Catalogs(
+                payload
+                    .chunks_exact(40)
+                    .map(|e| {
+                        let mut k = [0u8; 32];
+                        k.copy_from_slice(&e[..32]);
+                        let mut s = [0u8; 8];
+                        s.copy_from_slice(&e[32..]);
+                        (ArtistKey(k), u64::from_le_bytes(s))
+                    })
+                    .collect(),
+            )
+        }
+        s => without_bytes(s).ok_or_else(|| invalid(format!("unknown response status {s}")))?,
+    })
+}
+
+/// Writes one request, without closing the stream.
+pub(super) async fn write_request<T: AsyncWrite + Unpin + Send>(io: &mut T, req: &Request) -> std::io::Result<()> {
+    let mut buf = vec![req.tag()];
+    match req {
+        Request::Catalog(k) => buf.extend_from_slice(&k.0),
+        Request::Manifest(id) => buf.extend_from_slice(&id.0),
+        Request::Chunks(ids) | Request::Have(ids) => {
+            let max = if matches!(req, Request::Chunks(_)) { MAX_BATCH } else { MAX_HAVES };
+            let ids = &ids[..ids.len().min(max)];
+            buf.push(ids.len() as u8);
+            ids.iter().for_each(|id| buf.extend_from_slice(&id.0));
+        }
+        Request::ListCatalogs => {}
+    }
+    io.write_all(&buf).await?;
+    io.flush().await
+}
+
+/// Writes one response and flushes it, without closing the stream.
+pub(super) async fn write_response<T: AsyncWrite + Unpin + Send>(io: &mut T, res: Response) -> std::io::Result<()> {
+    let mut out = Joined::default();
+    match res {
+        Response::Each(entries) => {
+            out.head(5, entries.len());
+            for e in entries {
+                let (status, payload) = frame(e);
                 out.head(status, payload.len());
                 out.body(io, &payload).await?;
             }
         }
-        out.flush(io).await?;
-        io.close().await
+        res => {
+            let (status, payload) = frame(res);
+            out.head(status, payload.len());
+            out.body(io, &payload).await?;
+        }
     }
+    out.flush(io).await?;
+    io.flush().await
 }
 
 /// The status byte and payload of a single answer (a chunk list is framed by its entries).

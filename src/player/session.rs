@@ -414,10 +414,10 @@ impl Run {
                     self.tracks.prefetch(next);
                 }
             }
-            if let Some(limit) = self.opts.limit_ms {
-                if self.played_total + stats.played_ms >= limit {
-                    return Ok(Ending::Limit);
-                }
+            if let Some(limit) = self.opts.limit_ms
+                && self.played_total + stats.played_ms >= limit
+            {
+                return Ok(Ending::Limit);
             }
         }
     }
