@@ -29,8 +29,9 @@ use super::protocol::{Request, Response, read_request, read_response, write_requ
 pub const LANE_PROTOCOL: StreamProtocol = StreamProtocol::new("/busker/lane/1.0.0");
 /// Requests queued or in flight on one lane. Requests beyond it go over request-response.
 const LANE_DEPTH: usize = 64;
-/// Inbound lanes one peer may hold open (one per connection, at most two connections).
-const LANES_PER_PEER: usize = 2;
+/// Inbound lanes one peer may hold open (one for chunks and one for availability per
+/// connection, at most two connections).
+const LANES_PER_PEER: usize = 4;
 /// Inbound lanes in all.
 const MAX_INBOUND_LANES: usize = 512;
 /// How long an answer may take before the lane is given up.
@@ -42,7 +43,9 @@ type Job = (Request, Pending);
 /// The outbound lanes of one node.
 pub(super) struct Lanes {
     control: libp2p_stream::Control,
-    out: HashMap<PeerId, mpsc::Sender<Job>>,
+    /// Two per peer: chunk requests, and availability polls (`true`), which must not wait
+    /// behind megabytes of chunks, or fans would fetch from the seeder what a fellow fan holds.
+    out: HashMap<(PeerId, bool), mpsc::Sender<Job>>,
     /// Peers that do not speak lanes: asked over request-response.
     unsupported: HashSet<PeerId>,
 }
@@ -67,8 +70,9 @@ impl EventLoop {
         if !matches!(request, Request::Chunks(_) | Request::Have(_)) || self.lanes.unsupported.contains(&peer) {
             return Some((request, pending));
         }
+        let key = (peer, matches!(request, Request::Have(_)));
         let lanes = &mut self.lanes;
-        let lane = lanes.out.entry(peer).or_insert_with(|| {
+        let lane = lanes.out.entry(key).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(LANE_DEPTH);
             tokio::spawn(run_outbound(peer, lanes.control.clone(), rx, self.work_tx.clone()));
             tx
@@ -77,7 +81,7 @@ impl EventLoop {
             Ok(()) => None,
             Err(mpsc::error::TrySendError::Full(job)) => Some(job),
             Err(mpsc::error::TrySendError::Closed(job)) => {
-                lanes.out.remove(&peer);
+                lanes.out.remove(&key);
                 Some(job)
             }
         }
@@ -86,9 +90,7 @@ impl EventLoop {
     /// `peer`'s lane ended: the next request opens a new one, or goes over request-response
     /// if the peer does not speak lanes.
     pub(super) fn on_lane_closed(&mut self, peer: PeerId, unsupported: bool) {
-        if self.lanes.out.get(&peer).is_some_and(|l| l.is_closed()) {
-            self.lanes.out.remove(&peer);
-        }
+        self.lanes.out.retain(|(p, _), l| *p != peer || !l.is_closed());
         if unsupported {
             self.lanes.unsupported.insert(peer);
         }
@@ -106,7 +108,7 @@ impl EventLoop {
 
     /// `peer` disconnected: its lane ends (what it had in flight comes back unanswered).
     pub(super) fn drop_lane(&mut self, peer: &PeerId) {
-        self.lanes.out.remove(peer);
+        self.lanes.out.retain(|(p, _), _| p != peer);
         self.lanes.unsupported.remove(peer);
     }
 }
