@@ -7,6 +7,7 @@ mod crash;
 mod daemon;
 mod hostile;
 mod in_place;
+mod lanes;
 mod ledger;
 mod net;
 mod nodes;
