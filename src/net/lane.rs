@@ -48,18 +48,21 @@ pub(super) struct Lanes {
     out: HashMap<(PeerId, bool), mpsc::Sender<Job>>,
     /// Peers that do not speak lanes: asked over request-response.
     unsupported: HashSet<PeerId>,
+    /// Dropped with the event loop, which ends the task accepting inbound lanes.
+    _accepting: oneshot::Sender<()>,
 }
 
 impl Lanes {
     /// Lanes over `control`; inbound lanes are answered through `work`.
     pub(super) fn new(mut control: libp2p_stream::Control, work: mpsc::Sender<Work>) -> Self {
+        let (accepting, stop) = oneshot::channel();
         match control.accept(LANE_PROTOCOL) {
             Ok(incoming) => {
-                tokio::spawn(accept(incoming, work));
+                tokio::spawn(accept(incoming, work, stop));
             }
             Err(e) => tracing::warn!("not accepting lanes: {e}"),
         }
-        Self { control, out: HashMap::new(), unsupported: HashSet::new() }
+        Self { control, out: HashMap::new(), unsupported: HashSet::new(), _accepting: accepting }
     }
 }
 
@@ -212,8 +215,13 @@ fn refused(e: &std::io::Error) -> bool {
         .is_some_and(|e| matches!(e, NegotiationError::Failed))
 }
 
-/// Accepts lanes peers open to us, within [`LANES_PER_PEER`] and [`MAX_INBOUND_LANES`].
-async fn accept(mut incoming: libp2p_stream::IncomingStreams, work: mpsc::Sender<Work>) {
+/// Accepts lanes peers open to us, within [`LANES_PER_PEER`] and [`MAX_INBOUND_LANES`], until
+/// `stop` is dropped (the node stopped).
+async fn accept(
+    mut incoming: libp2p_stream::IncomingStreams,
+    work: mpsc::Sender<Work>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let open: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
     let count = |open: &Mutex<HashMap<PeerId, usize>>, peer: PeerId, up: bool| {
         let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
@@ -232,7 +240,14 @@ async fn accept(mut incoming: libp2p_stream::IncomingStreams, work: mpsc::Sender
         *n += 1;
         true
     };
-    while let Some((peer, stream)) = incoming.next().await {
+    loop {
+        let (peer, stream) = tokio::select! {
+            next = incoming.next() => match next {
+                Some(next) => next,
+                None => break,
+            },
+            _ = &mut stop => break,
+        };
         if !count(&open, peer, true) {
             tracing::debug!("refusing another lane from {peer}");
             continue;

@@ -1,9 +1,10 @@
 //! Networking: the only module that touches libp2p types.
 //!
 //! It owns the swarm ([`behaviour`]), the event loop that drives it (`event_loop`, with
-//! catalog sync in `catalogs`, downloads in `fetch` and availability polls in `have`), the
-//! wire protocol ([`protocol`]), signed announcements ([`announce`]) and the sans-IO download
-//! scheduler ([`schedule`]).
+//! catalog sync in `catalogs`, downloads in `fetch`, availability polls in `have`, and
+//! requests and their answers in `requests`), the lanes that carry chunk and availability
+//! requests on long-lived streams (`lane`), the wire protocol ([`protocol`]), signed
+//! announcements ([`announce`]) and the sans-IO download scheduler ([`schedule`]).
 //! What leaves this module is domain data: [`crate::node::Event`], [`PeerInfo`], [`Status`].
 
 pub mod announce;

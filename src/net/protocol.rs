@@ -10,12 +10,16 @@
 //!           | 5 | n u32 LE | n × (status u8 | len u32 LE | payload)   (chunks, have: n = ids asked)
 //! ```
 //!
+//! Over request-response each request has a substream of its own. Chunk and availability
+//! requests normally travel on lanes instead (`lane.rs`): long-lived streams carrying the same
+//! frames one after another, answers in request order.
+//!
 //! A chunk request names up to [`MAX_BATCH`] chunks, answered in one response with one entry
-//! each: a bulk fetch pays the per-request costs (a substream, its negotiation, a timeout, two
-//! trips through the event loop) once per four chunks. A player's stream asks one at a time,
-//! so the chunk the decoder waits for never waits behind others. Likewise an availability
-//! request names up to [`MAX_HAVES`] pieces of content: a fan fetching a release polls each
-//! fellow fan once for all its tracks, not once per track.
+//! each: a bulk fetch pays the per-request costs (two trips through the event loop and the
+//! blocking pool) once per four chunks. A player's stream asks one at a time, so the chunk
+//! the decoder waits for never waits behind others. Likewise an availability request names up
+//! to [`MAX_HAVES`] pieces of content: a fan fetching a release polls each fellow fan once for
+//! all its tracks, not once per track.
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
