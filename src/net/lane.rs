@@ -99,11 +99,12 @@ impl EventLoop {
         }
     }
 
-    /// A request sent on `peer`'s lane was not answered: asked again over request-response if
-    /// the peer turned out not to speak lanes, failed otherwise (and asked elsewhere).
+    /// A request sent on `peer`'s lane was not answered: asked again over request-response
+    /// while the peer is connected (the lane may have been refused or dropped: libp2p-stream
+    /// drops an inbound stream when the node is slow to accept it), failed otherwise.
     pub(super) fn on_unanswered(&mut self, peer: PeerId, request: Request, pending: Pending) {
-        if self.lanes.unsupported.contains(&peer) {
-            self.request(peer, request, pending);
+        if self.is_connected(&peer) {
+            self.request_exchange(peer, request, pending);
         } else {
             self.on_request_failed(peer, pending);
         }

@@ -33,7 +33,13 @@ impl EventLoop {
     /// Sends a request, and remembers what it was for: chunk and availability requests on the
     /// peer's lane, the rest (and those a lane cannot take) over request-response.
     pub(super) fn request(&mut self, peer: PeerId, request: Request, pending: Pending) {
-        let Some((request, pending)) = self.send_on_lane(peer, request, pending) else { return };
+        if let Some((request, pending)) = self.send_on_lane(peer, request, pending) {
+            self.request_exchange(peer, request, pending);
+        }
+    }
+
+    /// Sends a request over request-response.
+    pub(super) fn request_exchange(&mut self, peer: PeerId, request: Request, pending: Pending) {
         let id = self.swarm.behaviour_mut().exchange.send_request(&peer, request);
         self.pending.insert(id, (peer, pending));
     }
