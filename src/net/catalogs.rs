@@ -17,8 +17,10 @@ use crate::node::{Event, Via};
 pub(super) const PASS_ON_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a requester leaves a chunk alone at a peer that declined it: by then the peer it
 /// was sent to has usually announced it (availability is polled every 50 ms), and if not, the
-/// next ask is served: a node declines one peer a given chunk once, never twice.
+/// next ask may be served (see [`DECLINE_EVERY`]).
 pub(super) const DECLINED_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+/// Of the requests a node could decline, it serves one in this many anyway.
+const DECLINE_EVERY: u32 = 3;
 /// Most chunks being read for one peer at a time (16 MiB). A fetching node keeps at most its
 /// window (16 chunks by default) in flight to one peer; requests beyond this are declined.
 const MAX_SERVING_PER_PEER: usize = 64;
@@ -63,10 +65,11 @@ impl EventLoop {
         for id in ids {
             if let Some((first, at)) = self.recently_served.get(&id) {
                 let passable = *first != peer && now.duration_since(*at) < PASS_ON_WINDOW && self.is_connected(first);
-                // Decline once: a peer that asks again (after `DECLINED_PAUSE`) could not get
-                // the chunk from the first recipient, and is served.
-                if passable && self.declined.len() < RECENTLY_SERVED_CAP && !self.declined.contains_key(&(peer, id)) {
-                    self.declined.insert((peer, id), now);
+                // Decline two of every three such requests from a peer, never all: the
+                // duplicate upload drops to a third, and no requester depends on one source.
+                let count = self.declines.entry(peer).or_default();
+                *count += u32::from(passable);
+                if passable && !(*count).is_multiple_of(DECLINE_EVERY) {
                     wanted.push(None);
                     continue;
                 }

@@ -158,8 +158,8 @@ pub(crate) struct EventLoop {
     pub(super) seed: u64,
     /// Recently served chunks: to whom and when (super-seeding; bounded).
     pub(super) recently_served: HashMap<ContentId, (PeerId, Instant)>,
-    /// Chunks declined to each peer, and when (each is declined to a peer once; bounded).
-    pub(super) declined: HashMap<(PeerId, ContentId), Instant>,
+    /// Requests each peer could have been declined (super-seeding fairness counter).
+    pub(super) declines: HashMap<PeerId, u32>,
     /// Chunks being read for each peer's requests (bounded per peer, so a peer that floods
     /// chunk requests cannot make the node hold gigabytes of reads in memory).
     pub(super) serving: HashMap<PeerId, usize>,
@@ -212,7 +212,7 @@ impl EventLoop {
             connected: HashMap::new(),
             served: (0, 0),
             recently_served: HashMap::new(),
-            declined: HashMap::new(),
+            declines: HashMap::new(),
             serving: HashMap::new(),
             settle_jobs: HashMap::new(),
             settle_queries: HashMap::new(),
@@ -374,7 +374,6 @@ impl EventLoop {
         self.bans.retain(|_, until| *until > now);
         self.local.store.forget_stale_chunks();
         self.recently_served.retain(|_, (_, at)| now.duration_since(*at) < super::catalogs::PASS_ON_WINDOW);
-        self.declined.retain(|_, at| now.duration_since(*at) < super::catalogs::PASS_ON_WINDOW);
         let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
         for id in ids {
             self.drive(id);
@@ -404,7 +403,7 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.connected.remove(&peer_id);
-                self.declined.retain(|(p, _), _| *p != peer_id);
+                self.declines.remove(&peer_id);
                 self.drop_lane(&peer_id);
                 self.emit(Event::PeerDisconnected { peer: peer_id.to_string() });
                 self.on_peer_gone(peer_id);
