@@ -258,11 +258,11 @@ impl Store {
     /// and verified in the last few seconds comes from memory (see `recent.rs`). Local reads
     /// (players, `verify`) always go to disk, so damage there is found and repaired.
     pub fn read_chunk_to_serve(&self, id: &ContentId) -> Result<Vec<u8>, StoreError> {
-        let entry = self.chunk_index.get(id.0)?.ok_or(StoreError::MissingChunk(*id))?;
-        if let Some(bytes) = self.recent.get(id) {
-            return Ok(bytes.to_vec());
+        match self.recent.get(id) {
+            // Still indexed: a chunk evicted meanwhile is not served from memory either.
+            Some(bytes) if self.has_chunk(id)? => Ok(bytes.to_vec()),
+            _ => self.read_chunk(id),
         }
-        self.read_entry(id, &ChunkEntry::decode(&entry))
     }
 
     pub(super) fn read_entry(&self, id: &ContentId, entry: &ChunkEntry) -> Result<Vec<u8>, StoreError> {

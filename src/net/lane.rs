@@ -131,8 +131,8 @@ impl InFlight {
 }
 
 /// Runs the lane we opened to `peer`: writes the jobs it is given, reads the answers in
-/// order and hands them to the event loop. When it ends, everything it had not answered is
-/// handed back unanswered, after a `LaneClosed`, so it is asked again elsewhere.
+/// order and hands them to the event loop. When it ends, it reports `LaneClosed`, then hands
+/// back everything it had not answered, to be asked again over request-response.
 async fn run_outbound(
     peer: PeerId,
     mut control: libp2p_stream::Control,
