@@ -153,8 +153,16 @@ pub fn ledger(home: &Home, remote: Option<Remote>, action: LedgerAction) -> anyh
 }
 
 fn run_bench(dir: Option<PathBuf>, n: u64, mode: Option<&str>, acks: bool) -> anyhow::Result<()> {
-    let tmp = tempfile::Builder::new().prefix("busker-ledger-bench-").tempdir()?;
-    let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    // A scratch directory only when none is given: a caller that names one (the kill -9 test)
+    // kills this process, and an unnamed one would then be left behind.
+    let tmp;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            tmp = tempfile::Builder::new().prefix("busker-ledger-bench-").tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
     let modes = match mode {
         None => vec![Mode::Single, Mode::Batched, Mode::Concurrent],
         Some("single") => vec![Mode::Single],
