@@ -29,9 +29,12 @@ use super::protocol::{Request, Response, read_request, read_response, write_requ
 pub const LANE_PROTOCOL: StreamProtocol = StreamProtocol::new("/busker/lane/1.0.0");
 /// Requests queued or in flight on one lane. Requests beyond it go over request-response.
 const LANE_DEPTH: usize = 64;
-/// Inbound lanes one peer may hold open (one for chunks and one for availability per
+/// Chunk lanes we open to each peer. Each is one yamux stream, and its flow-control window
+/// bounds what one stream has in flight; requests take turns over the lanes.
+const CHUNK_LANES: u8 = 2;
+/// Inbound lanes one peer may hold open ([`CHUNK_LANES`] and one for availability per
 /// connection, at most two connections).
-const LANES_PER_PEER: usize = 4;
+const LANES_PER_PEER: usize = 2 * (CHUNK_LANES as usize + 1);
 /// Inbound lanes in all.
 const MAX_INBOUND_LANES: usize = 512;
 /// How long an answer may take before the lane is given up.
@@ -43,9 +46,12 @@ type Job = (Request, Pending);
 /// The outbound lanes of one node.
 pub(super) struct Lanes {
     control: libp2p_stream::Control,
-    /// Two per peer: chunk requests, and availability polls (`true`), which must not wait
-    /// behind megabytes of chunks, or fans would fetch from the seeder what a fellow fan holds.
-    out: HashMap<(PeerId, bool), mpsc::Sender<Job>>,
+    /// Per peer: availability polls (lane 0), which must not wait behind megabytes of chunks,
+    /// or fans would fetch from the seeder what a fellow fan holds; and chunk requests (lanes
+    /// 1 to [`CHUNK_LANES`]).
+    out: HashMap<(PeerId, u8), mpsc::Sender<Job>>,
+    /// Turns of the chunk lanes.
+    turn: u8,
     /// Peers that do not speak lanes: asked over request-response.
     unsupported: HashSet<PeerId>,
     /// Dropped with the event loop, which ends the task accepting inbound lanes.
@@ -62,7 +68,7 @@ impl Lanes {
             }
             Err(e) => tracing::warn!("not accepting lanes: {e}"),
         }
-        Self { control, out: HashMap::new(), unsupported: HashSet::new(), _accepting: accepting }
+        Self { control, out: HashMap::new(), turn: 0, unsupported: HashSet::new(), _accepting: accepting }
     }
 }
 
@@ -73,8 +79,14 @@ impl EventLoop {
         if !matches!(request, Request::Chunks(_) | Request::Have(_)) || self.lanes.unsupported.contains(&peer) {
             return Some((request, pending));
         }
-        let key = (peer, matches!(request, Request::Have(_)));
         let lanes = &mut self.lanes;
+        let key = match request {
+            Request::Have(_) => (peer, 0),
+            _ => {
+                lanes.turn = lanes.turn.wrapping_add(1);
+                (peer, 1 + lanes.turn % CHUNK_LANES)
+            }
+        };
         let lane = lanes.out.entry(key).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(LANE_DEPTH);
             tokio::spawn(run_outbound(peer, lanes.control.clone(), rx, self.work_tx.clone()));

@@ -10,6 +10,7 @@
 pub mod announce;
 pub mod behaviour;
 mod catalogs;
+mod coalesce;
 pub(crate) mod event_loop;
 mod fetch;
 mod have;
