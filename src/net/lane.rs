@@ -1,11 +1,12 @@
-//! Lanes: one long-lived stream per peer (`/busker/lane/1.0.0`) carrying chunk and
-//! availability requests and their answers, pipelined, answers in request order.
+//! Lanes: long-lived streams to each peer (`/busker/lane/1.0.0`), [`CHUNK_LANES`] for chunk
+//! requests and one for availability polls, carrying requests and their answers, pipelined,
+//! answers in request order on each lane.
 //!
 //! Request-response opens a substream for every request. Each one costs a yamux stream
 //! opening and closing, a protocol negotiation, and a timeout timer at each end (registering
 //! one wakes the timer thread). Its flow-control window also starts small again every time. At
 //! loopback speeds, with fans polling each other for availability, those costs add up to a
-//! noticeable share of the CPU. A lane pays them once per connection.
+//! noticeable share of the CPU. A lane pays them once.
 //!
 //! Frames are the exchange protocol's (see [`super::protocol`]), and only `Chunks` and `Have`
 //! requests travel on lanes. The event loop decides every answer exactly as for
