@@ -1,5 +1,7 @@
 //! Release transfer over loopback: busker 1 seeder → 1 fan and 1 → 4 fans, and the same files
 //! moved by BitTorrent (libtorrent-rasterbar and aria2c, via `benches/bittorrent/bt_bench.py`).
+//! libtorrent runs twice: tuned (its `high_performance_seed` preset plus larger queues, the
+//! row the targets compare with) and, as `lt-default`, with its default settings.
 //!
 //! Run by hand with `bash benches/transfer.sh` (installs the BitTorrent side). Everything
 //! stays on 127.0.0.1 with mDNS off. Env: `BUSKER_BENCH_MB` (release size, default 200),
@@ -141,13 +143,17 @@ fn perf_control(cmd: &str) {
     }
 }
 
+/// Runs `bt_bench.py` for `client`: "libtorrent" (tuned), "lt-default" (libtorrent with its
+/// default settings) or "aria2c".
 fn bt_run(dir: &Path, client: &str, fans: usize) -> Option<serde_json::Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/bittorrent/bt_bench.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args(["--dir", dir.to_str()?, "--fans", &fans.to_string(), "--client", client, "--json"])
-        .output()
-        .ok()?;
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).args(["--dir", dir.to_str()?, "--fans", &fans.to_string(), "--json"]);
+    match client {
+        "lt-default" => cmd.args(["--client", "libtorrent", "--lt-defaults"]),
+        other => cmd.args(["--client", other]),
+    };
+    let out = cmd.output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let parsed = text.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
     if parsed.is_none() {
@@ -187,7 +193,7 @@ fn main() {
     if std::env::var("BUSKER_BENCH_SKIP_BT").is_ok() {
         return;
     }
-    for client in ["libtorrent", "aria2c"] {
+    for client in ["libtorrent", "lt-default", "aria2c"] {
         for &fans in &cases {
             if let Some(v) = bt_run(&dir, client, fans) {
                 println!(

@@ -140,8 +140,13 @@ def tree_digest(root):
 # libtorrent settings (shared by seeder and libtorrent leechers)
 
 def lt_settings(listen_port=0):
-    """Loopback-only, no discovery, tuned for throughput (fair baseline)."""
-    s = lt.high_performance_seed()  # libtorrent's own high-throughput preset
+    """Loopback-only, no discovery, tuned for throughput (fair baseline).
+
+    With BT_BENCH_LT_DEFAULTS=1 (set by --lt-defaults, inherited by leechers): libtorrent's
+    default settings instead, with only what keeps it on loopback, on TCP and unlimited.
+    """
+    defaults = os.environ.get("BT_BENCH_LT_DEFAULTS") == "1"
+    s = lt.default_settings() if defaults else lt.high_performance_seed()
     s.update({
         # ---- loopback only -------------------------------------------------
         "listen_interfaces": "%s:%d" % (LOOPBACK, listen_port),
@@ -192,6 +197,12 @@ def lt_settings(listen_port=0):
                           | lt.alert.category_t.storage_notification),
         "alert_queue_size": 10000,
     })
+    if defaults:
+        # back to libtorrent's own encryption policy, request queues and disk threads
+        d = lt.default_settings()
+        for k in ("in_enc_policy", "out_enc_policy", "allowed_enc_level", "prefer_rc4", "max_out_request_queue",
+                  "max_allowed_in_request_queue", "max_queued_disk_bytes", "aio_threads"):
+            s[k] = d[k]
     # experiment hook: BT_BENCH_LT_SET='{"aio_threads": 4}' (inherited by leechers)
     extra = os.environ.get("BT_BENCH_LT_SET")
     if extra:
@@ -732,12 +743,16 @@ def main():
     ap.add_argument("--no-tracker", action="store_true",
                     help="don't run opentracker; libtorrent leechers connect_peer() directly")
     ap.add_argument("--keep", action="store_true", help="keep the temp work dir (for debugging)")
+    ap.add_argument("--lt-defaults", action="store_true",
+                    help="libtorrent with its default settings instead of the tuned high_performance_seed preset")
     args = ap.parse_args()
     if args.fans < 1:
         ap.error("--fans must be >= 1")
     if not os.path.isdir(args.dir):
         ap.error("--dir %s is not a directory" % args.dir)
 
+    if args.lt_defaults:
+        os.environ["BT_BENCH_LT_DEFAULTS"] = "1"
     bench = Bench(args)
 
     def on_alarm(signum, frame):
