@@ -57,7 +57,7 @@ fn boxed(e: impl std::fmt::Display) -> NetError {
 
 /// Largest yamux data frame this node sends. yamux's default is 16 KiB, and every frame is its
 /// own sealed TLS record write and socket write: 32 writes per 256 KiB chunk (with the headers).
-/// 64 KiB frames cut that fourfold and measured about 10% less CPU in the 1 -> 4 transfer
+/// 64 KiB frames cut that fourfold and measured 7-10% less CPU in the 1 -> 4 transfer
 /// bench; a frame still holds the connection for only 64 KiB, so small messages on other
 /// streams (gossip, availability polls, a player's next chunk) wait behind little. The
 /// vendored libp2p-yamux exposes the setting (see `vendor/libp2p-yamux/BUSKER-PATCH.md`).
