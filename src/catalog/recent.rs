@@ -8,8 +8,10 @@
 //! damage on disk, so that it is repaired.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use super::ids::ContentId;
 
@@ -26,7 +28,7 @@ pub(crate) struct Recent {
 
 #[derive(Default)]
 struct Inner {
-    chunks: HashMap<ContentId, (Instant, Arc<Vec<u8>>)>,
+    chunks: HashMap<ContentId, (Instant, Bytes)>,
     order: VecDeque<(ContentId, Instant)>,
     bytes: usize,
 }
@@ -38,7 +40,7 @@ impl Recent {
     }
 
     /// Keeps `bytes`, already verified to be chunk `id`.
-    pub(crate) fn insert(&self, id: ContentId, bytes: Arc<Vec<u8>>) {
+    pub(crate) fn insert(&self, id: ContentId, bytes: Bytes) {
         if bytes.len() > RECENT_BYTES {
             return;
         }
@@ -54,7 +56,7 @@ impl Recent {
     }
 
     /// Chunk `id`, if it was verified in the last [`RECENT_FOR`].
-    pub(crate) fn get(&self, id: &ContentId) -> Option<Arc<Vec<u8>>> {
+    pub(crate) fn get(&self, id: &ContentId) -> Option<Bytes> {
         let mut inner = self.lock();
         inner.expire(Instant::now());
         inner.chunks.get(id).map(|(_, b)| b.clone())
@@ -116,13 +118,13 @@ mod tests {
         let chunk = 1 << 20;
         let n = RECENT_BYTES / chunk;
         for i in 0..=n {
-            recent.insert(id(i as u8), Arc::new(vec![i as u8; chunk]));
+            recent.insert(id(i as u8), vec![i as u8; chunk].into());
         }
         assert_eq!(recent.bytes(), RECENT_BYTES);
         assert!(recent.get(&id(0)).is_none(), "the oldest chunk went first");
         assert_eq!(recent.get(&id(n as u8)).map(|b| b[0]), Some(n as u8));
         recent.remove(&id(1));
-        recent.insert(id(1), Arc::new(vec![9; 10]));
+        recent.insert(id(1), vec![9; 10].into());
         assert_eq!(recent.get(&id(1)).map(|b| b.len()), Some(10));
         assert_eq!(recent.bytes(), RECENT_BYTES - chunk + 10);
     }

@@ -257,11 +257,11 @@ impl Store {
     /// Reads a chunk to send to a peer: like [`Self::read_chunk`], except that a chunk received
     /// and verified in the last few seconds comes from memory (see `recent.rs`). Local reads
     /// (players, `verify`) always go to disk, so damage there is found and repaired.
-    pub fn read_chunk_to_serve(&self, id: &ContentId) -> Result<Vec<u8>, StoreError> {
+    pub fn read_chunk_to_serve(&self, id: &ContentId) -> Result<bytes::Bytes, StoreError> {
         match self.recent.get(id) {
             // Still indexed: a chunk evicted meanwhile is not served from memory either.
-            Some(bytes) if self.has_chunk(id)? => Ok(bytes.to_vec()),
-            _ => self.read_chunk(id),
+            Some(bytes) if self.has_chunk(id)? => Ok(bytes),
+            _ => self.read_chunk(id).map(Into::into),
         }
     }
 

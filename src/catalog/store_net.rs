@@ -24,8 +24,9 @@ impl Store {
         size: u64,
         id: &ContentId,
         offset: u64,
-        bytes: Vec<u8>,
+        bytes: impl Into<bytes::Bytes>,
     ) -> Result<bool, StoreError> {
+        let bytes = bytes.into();
         if super::chunk::chunk_cv(offset, &bytes) != Some(*id) || offset + bytes.len() as u64 > size {
             return Ok(false);
         }
@@ -35,7 +36,7 @@ impl Store {
             self.chunk_index.insert(id.0, entry.encode())?;
         }
         self.touch(id)?;
-        self.recent.insert(*id, std::sync::Arc::new(bytes));
+        self.recent.insert(*id, bytes);
         Ok(true)
     }
 

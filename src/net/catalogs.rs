@@ -32,7 +32,7 @@ impl EventLoop {
     pub(super) fn serve(&mut self, peer: PeerId, request: Request, channel: Reply) {
         let store = &self.local.store;
         let found = |r: Result<Option<Vec<u8>>, _>| match r {
-            Ok(Some(b)) => Response::Bytes(b),
+            Ok(Some(b)) => Response::Bytes(b.into()),
             _ => Response::NotFound,
         };
         let response = match request {
@@ -43,7 +43,7 @@ impl EventLoop {
             Request::Have(ids) => Response::Each(
                 ids.iter()
                     .map(|id| match self.downloads_availability(id) {
-                        Some(bits) => Response::Bytes(super::protocol::pack_bits(&bits)),
+                        Some(bits) => Response::Bytes(super::protocol::pack_bits(&bits).into()),
                         None => found(store.availability(id).map(|a| a.map(|bits| super::protocol::pack_bits(&bits)))),
                     })
                     .collect(),

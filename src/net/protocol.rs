@@ -21,6 +21,7 @@
 //! to [`MAX_HAVES`] pieces of content: a fan fetching a release polls each fellow fan once for
 //! all its tracks, not once per track.
 
+pub use bytes::Bytes;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
@@ -59,7 +60,8 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
     /// The requested bytes (catalog envelope, manifest or chunk). The receiver verifies them.
-    Bytes(Vec<u8>),
+    /// Shared: a chunk kept in memory goes to several peers without a copy.
+    Bytes(Bytes),
     /// The catalog list.
     Catalogs(Vec<(ArtistKey, u64)>),
     /// The peer does not have it.
@@ -225,7 +227,7 @@ pub(super) async fn read_response<T: AsyncRead + Unpin + Send>(
     }
     let payload = read_payload(io, len).await?;
     Ok(match head[0] {
-        0 => Response::Bytes(payload),
+        0 => Response::Bytes(payload.into()),
         1 => {
             if !len.is_multiple_of(40) {
                 return Err(invalid("catalog list is not a whole number of entries"));
@@ -288,7 +290,7 @@ pub(super) async fn write_response<T: AsyncWrite + Unpin + Send>(io: &mut T, res
 }
 
 /// The status byte and payload of a single answer (a chunk list is framed by its entries).
-fn frame(res: Response) -> (u8, Vec<u8>) {
+fn frame(res: Response) -> (u8, Bytes) {
     match res {
         Response::Bytes(b) => (0, b),
         Response::Catalogs(list) => {
@@ -297,25 +299,25 @@ fn frame(res: Response) -> (u8, Vec<u8>) {
                 b.extend_from_slice(&k.0);
                 b.extend_from_slice(&seq.to_le_bytes());
             }
-            (1, b)
+            (1, b.into())
         }
-        Response::NotFound => (2, Vec::new()),
-        Response::Refused | Response::Each(_) => (3, Vec::new()),
-        Response::Declined => (4, Vec::new()),
+        Response::NotFound => (2, Bytes::new()),
+        Response::Refused | Response::Each(_) => (3, Bytes::new()),
+        Response::Declined => (4, Bytes::new()),
     }
 }
 
 /// Bytes of a response gathered into as few substream writes as possible. yamux sends every
-/// write as its own frame, and each frame is sealed by noise and handed to the kernel on its
-/// own: a 5-byte header written alone costs a syscall at each end, like a 16 KiB frame. So
-/// headers are joined with each other and with the start of the payload that follows, up to
-/// yamux's frame size, and the rest of a payload is written straight from its buffer.
+/// write as its own frame, each with its own header and handling at the receiver. So headers
+/// are joined with each other and with the start of the payload that follows, up to [`JOIN`]
+/// bytes, and the rest of a payload is written straight from its buffer.
 #[derive(Default)]
 struct Joined {
     buf: Vec<u8>,
 }
 
-/// yamux's largest data frame (`split_send_size`, 16 KiB by default).
+/// Most bytes joined into one write: yamux's default frame size (`split_send_size`; busker
+/// sends frames of up to 64 KiB, see `behaviour.rs`). Small enough that the copy stays cheap.
 const JOIN: usize = 16 * 1024;
 
 impl Joined {
@@ -384,7 +386,7 @@ async fn read_each<T: AsyncRead + Unpin + Send>(
             return Err(invalid(format!("an answer of {len} bytes exceeds the {limit}-byte limit")));
         }
         entries.push(match head[0] {
-            0 => Response::Bytes(read_payload(io, len).await?),
+            0 => Response::Bytes(read_payload(io, len).await?.into()),
             s => match without_bytes(s) {
                 Some(_) if len != 0 => return Err(invalid("an answer without bytes has a length")),
                 Some(answer) => answer,
@@ -448,7 +450,7 @@ mod tests {
             assert!(err.to_string().contains("names 0 ids") || err.to_string().contains("(1 to 4 allowed)"), "{err}");
         }
 
-        let answers = vec![Response::Bytes(vec![1; 1000]), Response::Declined, Response::NotFound];
+        let answers = vec![Response::Bytes(vec![1; 1000].into()), Response::Declined, Response::NotFound];
         let got = round_trip(Request::Chunks(ids(3)), Response::Each(answers.clone())).unwrap();
         assert_eq!(got, Response::Each(answers));
         // A whole-request refusal still parses, and applies to each chunk.
@@ -460,7 +462,7 @@ mod tests {
         let err = round_trip(Request::Manifest(ContentId([0; 32])), Response::Each(vec![])).unwrap_err();
         assert!(err.to_string().contains("request for something else"), "{err}");
         // An entry longer than a chunk is refused before anything is allocated for it.
-        let oversized = Response::Each(vec![Response::Bytes(vec![0; CHUNK as usize + 1])]);
+        let oversized = Response::Each(vec![Response::Bytes(vec![0; CHUNK as usize + 1].into())]);
         let err = round_trip(Request::Chunks(ids(1)), oversized).unwrap_err();
         assert!(err.to_string().contains("exceeds"), "{err}");
     }
@@ -477,14 +479,15 @@ mod tests {
         let err = block_on(Codec::default().read_request(&PROTOCOL, &mut Cursor::new(bytes))).unwrap_err();
         assert!(err.to_string().contains("availability request names 17 ids"), "{err}");
 
-        let answers = vec![Response::Bytes(vec![0b101]), Response::NotFound];
+        let answers = vec![Response::Bytes(vec![0b101].into()), Response::NotFound];
         let got = round_trip(Request::Have(ids(2)), Response::Each(answers.clone())).unwrap();
         assert_eq!(got, Response::Each(answers));
         // A bitfield longer than the largest file's is refused; so is a lone bitfield.
         let big = chunk_count(MAX_FILE_BYTES).div_ceil(8) + 1;
-        let err = round_trip(Request::Have(ids(1)), Response::Each(vec![Response::Bytes(vec![0; big])])).unwrap_err();
+        let err =
+            round_trip(Request::Have(ids(1)), Response::Each(vec![Response::Bytes(vec![0; big].into())])).unwrap_err();
         assert!(err.to_string().contains("exceeds"), "{err}");
-        let err = round_trip(Request::Have(ids(1)), Response::Bytes(vec![1])).unwrap_err();
+        let err = round_trip(Request::Have(ids(1)), Response::Bytes(vec![1].into())).unwrap_err();
         assert!(err.to_string().contains("exceeds the 0-byte limit"), "{err}");
     }
 

@@ -54,7 +54,7 @@ impl EventLoop {
             Pending::Catalog { artist, via, expect, gossip } => {
                 let bytes = match response {
                     Response::Bytes(bytes) => bytes,
-                    _ => Vec::new(),
+                    _ => Default::default(),
                 };
                 self.on_catalog_bytes(peer, artist, via, expect, gossip, &bytes);
             }

@@ -84,15 +84,15 @@ pub(crate) async fn evil_peer_sparing(
                     })) => {
                         let store = &honest.local().store;
                         let response = match request {
-                            Request::Catalog(a) => store.catalog_bytes(&a).unwrap().map_or(Response::NotFound, Response::Bytes),
+                            Request::Catalog(a) => store.catalog_bytes(&a).unwrap().map_or(Response::NotFound, |b| Response::Bytes(b.into())),
                             Request::ListCatalogs if share_list => Response::Catalogs(store.catalog_list().unwrap()),
                             Request::ListCatalogs => Response::Catalogs(Vec::new()),
-                            Request::Manifest(id) => store.manifest_bytes(&id).unwrap().map_or(Response::NotFound, Response::Bytes),
+                            Request::Manifest(id) => store.manifest_bytes(&id).unwrap().map_or(Response::NotFound, |b| Response::Bytes(b.into())),
                             Request::Have(ids) => Response::Each(ids.iter().map(|id| store.availability(id).unwrap()
-                                .map_or(Response::NotFound, |b| Response::Bytes(busker::net::protocol::pack_bits(&b)))).collect()),
+                                .map_or(Response::NotFound, |b| Response::Bytes(busker::net::protocol::pack_bits(&b).into()))).collect()),
                             Request::Chunks(ids) => Response::Each(ids.iter().map(|id| match store.read_chunk(id) {
-                                Ok(b) if spare.contains(id) => Response::Bytes(b),
-                                Ok(mut b) => { b[0] ^= 0xff; Response::Bytes(b) }
+                                Ok(b) if spare.contains(id) => Response::Bytes(b.into()),
+                                Ok(mut b) => { b[0] ^= 0xff; Response::Bytes(b.into()) }
                                 Err(_) => Response::NotFound,
                             }).collect()),
                         };
