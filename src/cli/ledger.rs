@@ -155,14 +155,7 @@ pub fn ledger(home: &Home, remote: Option<Remote>, action: LedgerAction) -> anyh
 fn run_bench(dir: Option<PathBuf>, n: u64, mode: Option<&str>, acks: bool) -> anyhow::Result<()> {
     // A scratch directory only when none is given: a caller that names one (the kill -9 test)
     // kills this process, and an unnamed one would then be left behind.
-    let tmp;
-    let dir = match dir {
-        Some(d) => d,
-        None => {
-            tmp = tempfile::Builder::new().prefix("busker-ledger-bench-").tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (dir, _tmp) = super::dir_or_temp(dir, "busker-ledger-bench-")?;
     let modes = match mode {
         None => vec![Mode::Single, Mode::Batched, Mode::Concurrent],
         Some("single") => vec![Mode::Single],

@@ -387,15 +387,20 @@ fn publish_locally(home: &Home, dir: &std::path::Path, opts: &PublishOptions) ->
     Ok(report?)
 }
 
-fn demo(keep: Option<PathBuf>) -> anyhow::Result<()> {
-    let tmp;
-    let root = match keep {
-        Some(dir) => dir,
+/// `dir` if given, else a fresh temporary directory named `prefix…`, deleted when the returned
+/// guard drops. A directory the caller names is never created or deleted here.
+fn dir_or_temp(dir: Option<PathBuf>, prefix: &str) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    Ok(match dir {
+        Some(dir) => (dir, None),
         None => {
-            tmp = tempfile::Builder::new().prefix("busker-demo-").tempdir()?;
-            tmp.path().to_path_buf()
+            let tmp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+            (tmp.path().to_path_buf(), Some(tmp))
         }
-    };
+    })
+}
+
+fn demo(keep: Option<PathBuf>) -> anyhow::Result<()> {
+    let (root, _tmp) = dir_or_temp(keep, "busker-demo-")?;
     println!("busker demo: an artist node and two fan nodes, on this machine only (127.0.0.1).\n");
     runtime()?.block_on(busker::demo::run(&root, &mut |line| println!("{line}")))?;
     Ok(())
