@@ -149,7 +149,8 @@ pub(crate) fn build_swarm(keypair: Keypair, s: &SwarmSettings) -> Result<Swarm<B
 #[cfg(test)]
 mod tests {
     /// The vendored libp2p-tls (see `vendor/libp2p-tls/BUSKER-PATCH.md`) is the one linked:
-    /// on a CPU with AES instructions TLS prefers AES-128-GCM, elsewhere ChaCha20-Poly1305.
+    /// on a CPU with AES instructions TLS prefers AES-128-GCM, elsewhere ChaCha20-Poly1305, and
+    /// AES-GCM is ring's.
     #[test]
     fn tls_prefers_the_cipher_this_cpu_runs_fastest() {
         let key = libp2p::identity::Keypair::generate_ed25519();
@@ -163,6 +164,16 @@ mod tests {
         let aes = false;
         let want = if aes { "TLS13_AES_128_GCM_SHA256" } else { "TLS13_CHACHA20_POLY1305_SHA256" };
         assert_eq!(first, want);
+        // AES-GCM is ring's (VAES+AVX2 where the CPU has it); key exchange stays aws-lc's,
+        // post-quantum hybrid first.
+        let provider = config.crypto_provider();
+        use rustls::crypto::ring::cipher_suite::{TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384};
+        for ring in [TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384] {
+            let ours =
+                provider.cipher_suites.iter().find(|s| s.suite() == ring.suite()).and_then(|s| s.tls13()).unwrap();
+            assert!(std::ptr::eq(ours, ring.tls13().unwrap()), "{:?} is not ring's", ring.suite());
+        }
+        assert_eq!(format!("{:?}", provider.kx_groups[0].name()), "X25519MLKEM768");
     }
 
     /// The vendored libp2p-yamux (see `vendor/libp2p-yamux/BUSKER-PATCH.md`) passes the frame
