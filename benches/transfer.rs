@@ -7,7 +7,11 @@
 //! stays on 127.0.0.1 with mDNS off. Env: `BUSKER_BENCH_MB` (release size, default 200),
 //! `BUSKER_BENCH_SKIP_BT=1` to run busker only, `BUSKER_BENCH_FANS=1` (or `4`) to run one case,
 //! `BUSKER_BENCH_TIMELINE=1` to print every 200 ms the seeder's chunks served and each fan's
-//! chunks stored / served (stalls and long tails show up there).
+//! chunks stored / served (stalls and long tails show up there), `BUSKER_BENCH_ROUNDS=N` to
+//! run every client N times, interleaved, and print medians and busker ÷ libtorrent per round.
+//!
+//! CPU is reported as the seconds all cores spent busy during the transfer (`/proc/stat`), for
+//! busker and the BitTorrent clients alike; busker's own process CPU is printed beside it.
 
 use std::path::Path;
 use std::process::Command;
@@ -43,10 +47,21 @@ async fn node(root: &Path, name: &str, artist: bool) -> Node {
 /// CPU seconds (user + system) this process has used: less noisy than wall time when another
 /// build shares the cores.
 fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    (ticks(11) + ticks(12)) / 100.0
+    proc_stat_secs("/proc/self/stat", |stat| stat.rsplit(')').next().unwrap_or(""), &[11, 12])
+}
+
+/// CPU seconds all cores have spent busy (user, nice, system, irq, softirq), whoever ran:
+/// includes the kernel's network work wherever it was accounted. `bt_bench.py` reports the
+/// same figure for the BitTorrent clients, which run as several processes.
+fn busy_secs() -> f64 {
+    proc_stat_secs("/proc/stat", |stat| stat.lines().next().unwrap_or("").trim_start_matches("cpu"), &[0, 1, 2, 5, 6])
+}
+
+/// Sums the clock-tick fields `at` of the space-separated part `pick` selects from `path`.
+fn proc_stat_secs(path: &str, pick: impl Fn(&str) -> &str, at: &[usize]) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let fields: Vec<&str> = pick(&stat).split_whitespace().collect();
+    at.iter().map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN)).sum::<f64>() / 100.0
 }
 
 async fn addr(n: &Node) -> String {
@@ -63,7 +78,7 @@ async fn wait_catalog(n: &Node, seq: u64) {
 }
 
 /// Busker: one seeder, `fans` fans all connected to the seeder and to each other.
-async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64, f64) {
+async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64, f64, f64) {
     let artist = node(root, "artist", true).await;
     let report = artist.publish(dir, options()).await.unwrap();
     let rid = report.release_id.to_string();
@@ -83,7 +98,7 @@ async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64, f64
     }
     let before = artist.status().await.unwrap().served_bytes;
     perf_control("enable");
-    let cpu0 = cpu_secs();
+    let (cpu0, busy0) = (cpu_secs(), busy_secs());
     let t0 = Instant::now();
     let tasks: Vec<_> = nodes
         .iter()
@@ -127,12 +142,12 @@ async fn busker_run(dir: &Path, root: &Path, fans: usize) -> (Vec<f64>, f64, f64
         println!("  chunks received: {from_seeder} from the seeder, {from_fans} from other fans");
     }
     perf_control("disable");
-    let cpu = cpu_secs() - cpu0;
+    let (cpu, busy) = (cpu_secs() - cpu0, busy_secs() - busy0);
     let uploaded = artist.status().await.unwrap().served_bytes - before;
     for n in nodes.iter().chain([&artist]) {
         n.shutdown().await;
     }
-    (times, uploaded as f64 / report.total_bytes as f64, cpu)
+    (times, uploaded as f64 / report.total_bytes as f64, cpu, busy)
 }
 
 /// Profiles only the transfer: with `BUSKER_BENCH_PERF_CTL=FIFO`, tells `perf record -D -1
@@ -180,29 +195,104 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let only: Option<usize> = std::env::var("BUSKER_BENCH_FANS").ok().and_then(|v| v.parse().ok());
     let cases: Vec<usize> = only.map_or(vec![1, 4], |n| vec![n]);
-    for &fans in &cases {
-        let root = tempfile::tempdir().unwrap();
-        let (times, ratio, cpu) = rt.block_on(busker_run(&dir, root.path(), fans));
-        let each: Vec<String> = times.iter().map(|t| format!("{:.0}", size_mb / t)).collect();
-        let slowest = times.iter().cloned().fold(0.0, f64::max);
-        println!(
-            "busker      1 -> {fans}: all done in {slowest:.2} s; MB/s per fan [{}]; seeder uploaded {ratio:.2}x the release; {cpu:.2} CPU s",
-            each.join(", ")
-        );
+    let rounds: usize = std::env::var("BUSKER_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let clients: &[&str] =
+        if std::env::var("BUSKER_BENCH_SKIP_BT").is_ok() { &[] } else { &["libtorrent", "lt-default", "aria2c"] };
+    let mut runs = Vec::new();
+    // Each round runs every client back to back, case by case, so that the comparison a round
+    // makes is between runs close in time (this VM's speed drifts by ±20% over minutes).
+    for round in 1..=rounds {
+        if rounds > 1 {
+            println!("--- round {round} of {rounds}");
+        }
+        for &fans in &cases {
+            let root = tempfile::tempdir().unwrap();
+            let (times, upload, cpu, busy) = rt.block_on(busker_run(&dir, root.path(), fans));
+            let each: Vec<String> = times.iter().map(|t| format!("{:.0}", size_mb / t)).collect();
+            let secs = times.iter().cloned().fold(0.0, f64::max);
+            println!(
+                "busker      1 -> {fans}: all done in {secs:.2} s; MB/s per fan [{}]; seeder uploaded {upload:.2}x the release; {cpu:.2} CPU s ({busy:.2} on all cores)",
+                each.join(", ")
+            );
+            runs.push(Run { client: "busker", fans, round, secs, upload, cpu: busy });
+            for &client in clients {
+                let Some(v) = bt_run(&dir, client, fans) else { continue };
+                let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                let run = Run {
+                    client,
+                    fans,
+                    round,
+                    secs: num("seconds_all_done"),
+                    upload: num("seeder_upload_ratio"),
+                    cpu: num("system_cpu_s"),
+                };
+                println!(
+                    "{client:<11} 1 -> {fans}: all done in {:.2} s; MB/s per fan {}; seeder uploaded {:.2}x the release; {:.2} CPU s on all cores",
+                    run.secs, v["mb_per_s_each"], run.upload, run.cpu
+                );
+                runs.push(run);
+            }
+        }
     }
-    if std::env::var("BUSKER_BENCH_SKIP_BT").is_ok() {
+    summary(&runs, &cases, rounds, size_mb);
+}
+
+/// One client's transfer in one round.
+struct Run {
+    client: &'static str,
+    fans: usize,
+    round: usize,
+    /// Until the last fan was done.
+    secs: f64,
+    /// Seeder upload ÷ release size.
+    upload: f64,
+    /// CPU seconds on all cores during the transfer.
+    cpu: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Medians over the rounds, and busker against tuned libtorrent round by round (the ratio
+/// of two runs minutes apart is steadier than the ratio of two medians).
+fn summary(runs: &[Run], cases: &[usize], rounds: usize, size_mb: f64) {
+    if rounds < 2 {
         return;
     }
-    for client in ["libtorrent", "lt-default", "aria2c"] {
-        for &fans in &cases {
-            if let Some(v) = bt_run(&dir, client, fans) {
-                println!(
-                    "{client:<11} 1 -> {fans}: all done in {:.2} s; MB/s per fan {}; seeder uploaded {}x the release",
-                    v["seconds_all_done"].as_f64().unwrap_or(f64::NAN),
-                    v["mb_per_s_each"],
-                    v["seeder_upload_ratio"].as_f64().map_or("?".into(), |r| format!("{r:.2}"))
-                );
+    println!("\n=== medians over {rounds} rounds ===");
+    for &fans in cases {
+        for client in ["busker", "libtorrent", "lt-default", "aria2c"] {
+            let mine: Vec<&Run> = runs.iter().filter(|r| r.client == client && r.fans == fans).collect();
+            if mine.is_empty() {
+                continue;
             }
+            let secs = median(mine.iter().map(|r| r.secs).collect());
+            println!(
+                "{client:<11} 1 -> {fans}: all done in {secs:.2} s ({:.0} MB/s per fan); seeder uploaded {:.2}x; {:.2} CPU s",
+                size_mb / secs,
+                median(mine.iter().map(|r| r.upload).collect()),
+                median(mine.iter().map(|r| r.cpu).collect()),
+            );
+        }
+        let paired: Vec<f64> = (1..=rounds)
+            .filter_map(|round| {
+                let find = |c: &str| runs.iter().find(|r| r.client == c && r.fans == fans && r.round == round);
+                Some(find("busker")?.secs / find("libtorrent")?.secs)
+            })
+            .collect();
+        if !paired.is_empty() {
+            let (lo, hi) = paired.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            println!(
+                "  1 -> {fans}: busker's time ÷ tuned libtorrent's, per round: median {:.2} ({lo:.2} to {hi:.2}; below 1 is busker faster)",
+                median(paired.clone())
+            );
         }
     }
 }

@@ -98,6 +98,18 @@ def free_port_tcp_udp():
     raise RuntimeError("no free port")
 
 
+def busy_cpu_s():
+    """CPU seconds all cores have spent busy since boot (/proc/stat: user, nice, system,
+    irq, softirq), so a window's figure covers the seeder, every leecher and the kernel's
+    network work, as busker's bench reports it."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return sum(int(fields[i]) for i in (1, 2, 3, 6, 7)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def wait_tcp(port, deadline):
     while time.monotonic() < deadline:
         try:
@@ -538,6 +550,7 @@ class Bench:
             "mb_per_s_each": [round(x, 2) for x in each],
             "mb_per_s_min": round(min(each), 2),
             "seeder_upload_ratio": round(seed_up_at_done / total_bytes, 4),
+            "system_cpu_s": round(getattr(self, "cpu_during", float("nan")), 2),
             # extras
             "seconds_each": [round(s, 4) for s in secs],
             "mb_per_s_aggregate": round(a.fans * total_bytes / all_done / MB, 2),
@@ -585,6 +598,7 @@ class Bench:
         if self.tracker_url is None:   # tracker-less: everyone dials everyone
             go += " " + " ".join(str(x) for x in [seed_port] + ports)
         t_start = time.time()
+        cpu0 = busy_cpu_s()
         for p in kids:
             send(p, go)
         done_at = [None] * len(kids)
@@ -603,6 +617,7 @@ class Bench:
                 elif line.startswith("error"):
                     log("leecher %d: %s" % (i, line))
             drain_alerts(self.seeder)
+        self.cpu_during = busy_cpu_s() - cpu0
         seed_up_at_done = self.seed_handle.status().total_payload_upload
         for p in kids:
             send(p, "quit")
@@ -670,6 +685,7 @@ class Bench:
                    "--torrent-file=" + tpath]
             cmds.append(cmd)
         t_start = time.time()
+        cpu0 = busy_cpu_s()
         for i, cmd in enumerate(cmds):
             p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                  stdout=open(os.path.join(self.workdir, "aria2c%02d.log" % i), "w"),
@@ -692,6 +708,7 @@ class Bench:
                     log("aria2c %d exited after %.3fs" % (i, exit_at[i] - t_start))
             drain_alerts(self.seeder)
             time.sleep(0.01)
+        self.cpu_during = busy_cpu_s() - cpu0  # to the last exit, start-up included
         seed_up_at_done = self.seed_handle.status().total_payload_upload
         # completion = the on-bt-download-complete hook's timestamp (all pieces
         # hash-verified by aria2c); fall back to process exit time.
