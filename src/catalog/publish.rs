@@ -284,7 +284,7 @@ fn check_and_hash(path: &Path, size: u64) -> Result<Found, BadFile> {
     found.probe_us = t.elapsed().as_micros() as u64;
     found.hash_us = hash_us;
     // The record taken before hashing must still describe the file after probing it.
-    let unchanged = found.source.as_ref().is_none_or(|s| Source::of(&s.path()).as_ref() == Some(s));
+    let unchanged = found.source.as_ref().is_none_or(|s| Source::of(&s.path()).is_some_and(|now| now.same_state(s)));
     if !unchanged || found.size != size {
         return Err(bad("the file changed while it was being published".into()));
     }

@@ -257,12 +257,25 @@ impl Store {
     /// Reads a chunk to send to a peer: like [`Self::read_chunk`], except that a chunk received
     /// and verified in the last few seconds comes from memory (see `recent.rs`). Local reads
     /// (players, `verify`) always go to disk, so damage there is found and repaired.
+    ///
+    /// A chunk of a published file is also sent without hashing it again while the file is
+    /// provably the one hashed at publishing (see [`Source::unchanged_since_hashed`]).
     pub fn read_chunk_to_serve(&self, id: &ContentId) -> Result<bytes::Bytes, StoreError> {
-        match self.recent.get(id) {
-            // Still indexed: a chunk evicted meanwhile is not served from memory either.
-            Some(bytes) if self.has_chunk(id)? => Ok(bytes),
-            _ => self.read_chunk(id).map(Into::into),
+        let recent = self.recent.get(id);
+        let entry = self.chunk_index.get(id.0)?.ok_or(StoreError::MissingChunk(*id))?;
+        let entry = ChunkEntry::decode(&entry);
+        // Still indexed: a chunk evicted meanwhile is not served from memory either.
+        if let Some(bytes) = recent {
+            return Ok(bytes);
         }
+        if let Location::Source(source) = entry.location
+            && let Some(source) = self.source(&source)?
+            && source.unchanged_since_hashed()
+            && let Ok(bytes) = source.read(entry.offset, entry.len)
+        {
+            return Ok(bytes.into());
+        }
+        self.read_entry(id, &entry).map(Into::into)
     }
 
     pub(super) fn read_entry(&self, id: &ContentId, entry: &ChunkEntry) -> Result<Vec<u8>, StoreError> {

@@ -272,9 +272,10 @@ impl EventLoop {
     }
 }
 
-/// Reads chunk `id` to send to `peer`. `read_chunk` verifies the hash: we never serve bytes we
-/// would not accept. A chunk damaged on our disk is dropped from the store (a later fetch
-/// repairs it) and answered as not found.
+/// Reads chunk `id` to send to `peer`, hashed again unless it was verified moments ago or its
+/// published file is provably untouched since it was hashed (see `catalog::sources`): we
+/// never serve bytes we would not accept. A chunk damaged on our disk is dropped from the
+/// store (a later fetch repairs it) and answered as not found.
 fn read_for(local: &crate::Local, id: &ContentId, peer: &PeerId) -> Response {
     match local.store.read_chunk_to_serve(id) {
         Ok(bytes) => {

@@ -1,5 +1,6 @@
-//! Published files are served where they are: no copy in the store, every read re-hashed, and
-//! a file changed after publishing is named by `verify` and never served.
+//! Published files are served where they are: no copy in the store, every local read
+//! re-hashed, a chunk sent to a peer re-hashed unless its file is provably untouched since
+//! publishing, and a file changed after publishing is named by `verify` and never served.
 
 use busker::catalog::StoreError;
 use busker::catalog::chunk::chunk_index;
@@ -70,4 +71,38 @@ fn a_published_file_is_served_in_place_and_a_changed_one_is_named() {
     assert_eq!(node.store.progress(&ogg.id).unwrap(), Some((0, ogg.size)), "nothing of it is there");
     assert_eq!(node.store.progress(&flac.id).unwrap(), Some((flac.size, flac.size)));
     assert!(node.store.is_complete(&flac.id).unwrap());
+}
+
+/// A published file that has settled is served without hashing its chunks again; an edit
+/// that keeps its size and puts its modification time back still moves its change time, so
+/// the edited chunk is hashed, found changed and not served.
+#[test]
+fn an_edit_that_puts_the_mtime_back_is_still_never_served() {
+    use busker::catalog::chunk::chunk_ranges;
+    let (dir, node) = artist_node();
+    let src = album(dir.path(), "album", &["01-sunrise.flac"]);
+    let path = src.join("01-sunrise.flac");
+    std::thread::sleep(std::time::Duration::from_millis(300)); // the file's last change settles
+    let report = node.publish(&src, &options(), &|_| {}).unwrap();
+    let manifest = node.store.manifest(&report.release.tracks[0].id).unwrap().unwrap();
+    let original = std::fs::read(&path).unwrap();
+    let at = original.len() * 2 / 3;
+    let victim = manifest.chunks[chunk_index(at as u64)];
+    let range = chunk_ranges(original.len() as u64).nth(chunk_index(at as u64)).unwrap();
+    let served = node.store.read_chunk_to_serve(&victim).unwrap();
+    assert_eq!(&served[..], &original[range.start as usize..range.end as usize]);
+
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut edited = original.clone();
+    edited[at] ^= 0x20;
+    std::fs::write(&path, &edited).unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    assert!(node.store.has_intact_chunk(&victim).unwrap(), "size and mtime alone look unchanged");
+    match node.store.read_chunk_to_serve(&victim) {
+        Err(e @ StoreError::SourceChanged { .. }) => assert!(e.to_string().contains("01-sunrise.flac"), "{e}"),
+        other => panic!("serving an edited chunk: {other:?}"),
+    }
+    // Chunks the edit did not touch are still served, hashed now that the file changed.
+    let first = node.store.read_chunk_to_serve(&manifest.chunks[0]).unwrap();
+    assert_eq!(&first[..], &original[..first.len()]);
 }
