@@ -207,6 +207,7 @@ fn main() {
         }
         for &fans in &cases {
             let root = tempfile::tempdir().unwrap();
+            settle();
             let (times, upload, cpu, busy) = rt.block_on(busker_run(&dir, root.path(), fans));
             let each: Vec<String> = times.iter().map(|t| format!("{:.0}", size_mb / t)).collect();
             let secs = times.iter().cloned().fold(0.0, f64::max);
@@ -216,6 +217,7 @@ fn main() {
             );
             runs.push(Run { client: "busker", fans, round, secs, upload, cpu: busy });
             for &client in clients {
+                settle();
                 let Some(v) = bt_run(&dir, client, fans) else { continue };
                 let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
                 let run = Run {
@@ -235,6 +237,14 @@ fn main() {
         }
     }
     summary(&runs, &cases, rounds, size_mb);
+}
+
+/// Writes dirty pages out and pauses, so that no run pays for writing back the previous
+/// run's files (or the release just written: without this the first run of a bench was
+/// often twice as slow).
+fn settle() {
+    let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_secs(1));
 }
 
 /// One client's transfer in one round.
