@@ -8,7 +8,8 @@
 //! `BUSKER_BENCH_SKIP_BT=1` to run busker only, `BUSKER_BENCH_FANS=1` (or `4`) to run one case,
 //! `BUSKER_BENCH_TIMELINE=1` to print every 200 ms the seeder's chunks served and each fan's
 //! chunks stored / served (stalls and long tails show up there), `BUSKER_BENCH_ROUNDS=N` to
-//! run every client N times, interleaved, and print medians and busker ÷ libtorrent per round.
+//! run every client N times, interleaved, and print medians and busker ÷ libtorrent per round
+//! (tuned, and the faster of tuned and default).
 //!
 //! CPU is reported as the seconds all cores spent busy during the transfer (`/proc/stat`), for
 //! busker and the BitTorrent clients alike; busker's own process CPU is printed beside it.
@@ -270,8 +271,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Medians over the rounds, and busker against tuned libtorrent round by round (the ratio
-/// of two runs minutes apart is steadier than the ratio of two medians).
+/// Medians over the rounds, and busker against libtorrent round by round: against the tuned
+/// run, and against whichever of libtorrent's two settings was faster in that round (the
+/// ratio of two runs a minute apart is steadier than the ratio of two medians).
 fn summary(runs: &[Run], cases: &[usize], rounds: usize, size_mb: f64) {
     if rounds < 2 {
         return;
@@ -291,18 +293,25 @@ fn summary(runs: &[Run], cases: &[usize], rounds: usize, size_mb: f64) {
                 median(mine.iter().map(|r| r.cpu).collect()),
             );
         }
-        let paired: Vec<f64> = (1..=rounds)
-            .filter_map(|round| {
-                let find = |c: &str| runs.iter().find(|r| r.client == c && r.fans == fans && r.round == round);
-                Some(find("busker")?.secs / find("libtorrent")?.secs)
-            })
-            .collect();
-        if !paired.is_empty() {
-            let (lo, hi) = paired.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-            println!(
-                "  1 -> {fans}: busker's time ÷ tuned libtorrent's, per round: median {:.2} ({lo:.2} to {hi:.2}; below 1 is busker faster)",
-                median(paired.clone())
-            );
+        for (against, of) in
+            [("tuned libtorrent's", &["libtorrent"][..]), ("the faster libtorrent's", &["libtorrent", "lt-default"])]
+        {
+            let paired: Vec<f64> = (1..=rounds)
+                .filter_map(|round| {
+                    let secs = |c: &str| {
+                        runs.iter().find(|r| r.client == c && r.fans == fans && r.round == round).map(|r| r.secs)
+                    };
+                    let lt = of.iter().filter_map(|c| secs(c)).fold(f64::NAN, f64::min);
+                    Some(secs("busker")? / lt).filter(|r| r.is_finite())
+                })
+                .collect();
+            if !paired.is_empty() {
+                let (lo, hi) = paired.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                println!(
+                    "  1 -> {fans}: busker's time ÷ {against}, per round: median {:.2} ({lo:.2} to {hi:.2}; below 1 is busker faster)",
+                    median(paired.clone())
+                );
+            }
         }
     }
 }
