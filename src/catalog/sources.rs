@@ -117,13 +117,16 @@ impl Source {
     pub fn unchanged_since_hashed(&self) -> bool {
         self.id.ctime_ns != 0
             && self.id.ctime_ns.saturating_add(SETTLED) < self.seen_ns
-            && std::fs::metadata(&self.path)
-                .is_ok_and(|m| m.len() == self.size && mtime_ns(&m) == self.mtime_ns && file_id(&m) == self.id)
+            && std::fs::metadata(&self.path).is_ok_and(|m| self.size_and_mtime_match(&m) && file_id(&m) == self.id)
+    }
+
+    fn size_and_mtime_match(&self, meta: &Metadata) -> bool {
+        meta.len() == self.size && mtime_ns(meta) == self.mtime_ns
     }
 
     /// True if the file still has the recorded size and modification time.
     pub fn unchanged(&self) -> bool {
-        std::fs::metadata(&self.path).is_ok_and(|m| m.len() == self.size && mtime_ns(&m) == self.mtime_ns)
+        std::fs::metadata(&self.path).is_ok_and(|m| self.size_and_mtime_match(&m))
     }
 
     /// Reads `len` bytes at `offset`. The caller checks them against the chunk's name.
