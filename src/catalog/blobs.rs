@@ -12,6 +12,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use super::ids::ContentId;
 use super::store::StoreError;
@@ -49,12 +50,17 @@ pub(crate) struct ChunkFiles {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
+    /// Content files open for writing, most recently opened last (at most [`OPEN_PACKS`]).
     /// Held while writing into a content file. Concurrent buffered writes to one ext4 file
     /// contend for its inode lock, whose owner-spinning took 15% of the CPU of a four-fan
     /// loopback transfer; one writer at a time took 1.7%. The write itself is a copy into the
-    /// page cache, so serialising it costs no throughput.
-    writing: std::sync::Mutex<()>,
+    /// page cache, so serialising it costs no throughput. Keeping the files open spares every
+    /// chunk an open and a close (1.2% of a fan's CPU).
+    writing: Mutex<Vec<(ContentId, File)>>,
 }
+
+/// Most content files kept open for writing: a release's tracks download side by side.
+const OPEN_PACKS: usize = 16;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
@@ -68,7 +74,7 @@ impl ChunkFiles {
             fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        Ok(Self { root, tmp, counter: AtomicU64::new(0), writing: std::sync::Mutex::new(()) })
+        Ok(Self { root, tmp, counter: AtomicU64::new(0), writing: Mutex::new(Vec::new()) })
     }
 
     /// Where chunk `id` lives.
@@ -114,24 +120,50 @@ impl ChunkFiles {
         offset: u64,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        use std::os::unix::fs::FileExt;
+        use std::os::unix::fs::{FileExt, MetadataExt};
         let path = self.pack_path(content);
-        let open = || fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path);
-        let f = match open() {
-            Ok(f) => f,
+        let mut open = self.open_packs();
+        let at = match open.iter().position(|(c, _)| c == content) {
+            Some(at) => at,
+            None => {
+                if open.len() >= OPEN_PACKS {
+                    open.remove(0);
+                }
+                open.push((*content, Self::open_pack(&path)?));
+                open.len() - 1
+            }
+        };
+        let mut meta = open[at].1.metadata().map_err(io(&path))?;
+        if meta.nlink() == 0 {
+            // Deleted behind our back: write to a new file at the path, not into the old inode.
+            open[at].1 = Self::open_pack(&path)?;
+            meta = open[at].1.metadata().map_err(io(&path))?;
+        }
+        let f = &open[at].1;
+        if meta.len() != size {
+            f.set_len(size).map_err(io(&path))?;
+        }
+        f.write_all_at(bytes, offset).map_err(io(&path))
+    }
+
+    /// Opens (creating) the content file at `path` for writing.
+    fn open_pack(path: &Path) -> Result<File, StoreError> {
+        let open = || fs::OpenOptions::new().create(true).truncate(false).write(true).open(path);
+        match open() {
+            Ok(f) => Ok(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent() {
                     fs::create_dir_all(dir).map_err(io(dir))?;
                 }
-                open().map_err(io(&path))?
+                open().map_err(io(path))
             }
-            Err(e) => return Err(io(&path)(e)),
-        };
-        if f.metadata().map_err(io(&path))?.len() != size {
-            f.set_len(size).map_err(io(&path))?;
+            Err(e) => Err(io(path)(e)),
         }
-        let _one_writer = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        f.write_all_at(bytes, offset).map_err(io(&path))
+    }
+
+    fn open_packs(&self) -> MutexGuard<'_, Vec<(ContentId, File)>> {
+        // Every update leaves the list consistent, so a panic elsewhere cannot poison it.
+        self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Reads chunk `id` from `content`'s file and checks its chaining value.
@@ -160,6 +192,7 @@ impl ChunkFiles {
     /// Removes `content`'s file if present.
     pub(crate) fn remove_pack(&self, content: &ContentId) -> Result<(), StoreError> {
         let path = self.pack_path(content);
+        self.open_packs().retain(|(c, _)| c != content);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
             _ => Ok(()),
@@ -196,5 +229,33 @@ impl ChunkFiles {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_content_file_removed_while_open_is_written_anew_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ChunkFiles::open(dir.path().to_path_buf()).unwrap();
+        let content = ContentId([7; 32]);
+        let path = files.pack_path(&content);
+        files.write_packed(&content, 8, 0, b"abcd").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"abcd\0\0\0\0");
+
+        // Deleted by someone else: the open handle must not swallow the next write.
+        fs::remove_file(&path).unwrap();
+        files.write_packed(&content, 8, 4, b"efgh").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"\0\0\0\0efgh");
+
+        // Removed by the store, and truncated by someone else: same.
+        files.remove_pack(&content).unwrap();
+        assert!(!path.exists());
+        files.write_packed(&content, 8, 0, b"ijkl").unwrap();
+        File::options().write(true).open(&path).unwrap().set_len(2).unwrap();
+        files.write_packed(&content, 8, 4, b"mnop").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"ij\0\0mnop");
     }
 }

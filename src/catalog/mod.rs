@@ -11,6 +11,7 @@
 //! disk, is checked here before it is used or stored.
 
 pub(crate) mod blobs;
+pub(crate) mod buffers;
 pub mod chunk;
 pub mod ids;
 pub mod model;

@@ -25,6 +25,7 @@ pub use bytes::Bytes;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
+use crate::catalog::buffers::Buffer;
 use crate::catalog::chunk::{CHUNK, MAX_FILE_BYTES, chunk_count};
 use crate::catalog::ids::{ArtistKey, ContentId};
 use crate::catalog::signed::MAX_CATALOG_BYTES;
@@ -227,7 +228,7 @@ pub(super) async fn read_response<T: AsyncRead + Unpin + Send>(
     }
     let payload = read_payload(io, len).await?;
     Ok(match head[0] {
-        0 => Response::Bytes(payload.into()),
+        0 => Response::Bytes(payload),
         1 => {
             if !len.is_multiple_of(40) {
                 return Err(invalid("catalog list is not a whole number of entries"));
@@ -349,10 +350,10 @@ impl Joined {
 }
 
 /// Reads a payload of `len` bytes (already checked against its limit).
-async fn read_payload<T: AsyncRead + Unpin + Send>(io: &mut T, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut payload = vec![0u8; len];
-    io.read_exact(&mut payload).await?;
-    Ok(payload)
+async fn read_payload<T: AsyncRead + Unpin + Send>(io: &mut T, len: usize) -> std::io::Result<Bytes> {
+    let mut payload = Buffer::new(len);
+    io.read_exact(payload.as_mut_slice()).await?;
+    Ok(payload.freeze())
 }
 
 fn without_bytes(status: u8) -> Option<Response> {
@@ -386,7 +387,7 @@ async fn read_each<T: AsyncRead + Unpin + Send>(
             return Err(invalid(format!("an answer of {len} bytes exceeds the {limit}-byte limit")));
         }
         entries.push(match head[0] {
-            0 => Response::Bytes(read_payload(io, len).await?.into()),
+            0 => Response::Bytes(read_payload(io, len).await?),
             s => match without_bytes(s) {
                 Some(_) if len != 0 => return Err(invalid("an answer without bytes has a length")),
                 Some(answer) => answer,

@@ -62,6 +62,12 @@ impl Config {
     }
 }
 
+/// busker patch: how many bytes of unsent TLS records a connection may queue. rustls'
+/// default, 64 KiB, is just short of one yamux frame of 64 KiB plus its 12-byte header, so
+/// every frame left 12 bytes over for a record and a socket write of their own. 128 KiB takes
+/// a whole frame in one go. See BUSKER-PATCH.md.
+const SEND_BUFFER_LIMIT: usize = 128 * 1024;
+
 impl UpgradeInfo for Config {
     type Info = &'static str;
     type InfoIter = std::iter::Once<Self::Info>;
@@ -82,7 +88,7 @@ where
     fn upgrade_inbound(self, socket: C, _: Self::Info) -> Self::Future {
         async move {
             let stream = futures_rustls::TlsAcceptor::from(Arc::new(self.server))
-                .accept(socket)
+                .accept_with(socket, |c| c.set_buffer_limit(Some(SEND_BUFFER_LIMIT)))
                 .await
                 .map_err(UpgradeError::ServerUpgrade)?;
 
@@ -113,7 +119,7 @@ where
             )));
 
             let stream = futures_rustls::TlsConnector::from(Arc::new(self.client))
-                .connect(name, socket)
+                .connect_with(name, socket, |c| c.set_buffer_limit(Some(SEND_BUFFER_LIMIT)))
                 .await
                 .map_err(UpgradeError::ClientUpgrade)?;
 
