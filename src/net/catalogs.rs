@@ -39,15 +39,11 @@ impl EventLoop {
             Request::Catalog(artist) => found(store.catalog_bytes(&artist)),
             Request::ListCatalogs => Response::Catalogs(store.catalog_list().unwrap_or_default()),
             Request::Manifest(id) => found(store.manifest_bytes(&id)),
-            // Polled often by fellow downloaders: answer from memory while we fetch it too.
-            Request::Have(ids) => Response::Each(
-                ids.iter()
-                    .map(|id| match self.downloads_availability(id) {
-                        Some(bits) => Response::Bytes(super::protocol::pack_bits(&bits).into()),
-                        None => found(store.availability(id).map(|a| a.map(|bits| super::protocol::pack_bits(&bits)))),
-                    })
-                    .collect(),
-            ),
+            // Polled often by fellow downloaders: answered from memory where possible.
+            Request::Have(ids) => {
+                let now = std::time::Instant::now();
+                Response::Each(ids.iter().map(|id| self.have_answer(id, now)).collect())
+            }
             Request::Chunks(ids) => return self.serve_chunks(peer, ids, channel),
         };
         self.reply(channel, response);
@@ -278,10 +274,7 @@ impl EventLoop {
 /// store (a later fetch repairs it) and answered as not found.
 fn read_for(local: &crate::Local, id: &ContentId, peer: &PeerId) -> Response {
     match local.store.read_chunk_to_serve(id) {
-        Ok(bytes) => {
-            let _ = local.store.touch(id);
-            Response::Bytes(bytes)
-        }
+        Ok(bytes) => Response::Bytes(bytes),
         Err(e @ StoreError::CorruptChunk(_)) => {
             tracing::warn!("not serving chunk {id} to {peer}: {e}; dropped it from the store");
             let _ = local.store.forget_damaged_chunk(id);

@@ -156,6 +156,8 @@ pub(crate) struct EventLoop {
     served: (u64, u64),
     /// Per-node seed for rarest-first tie-breaking.
     pub(super) seed: u64,
+    /// Recent answers to availability polls about stored content (see `have.rs`).
+    pub(super) stored_haves: super::have::StoredHaves,
     /// Recently served chunks: to whom and when (super-seeding; bounded).
     pub(super) recently_served: HashMap<ContentId, (PeerId, Instant)>,
     /// Requests each peer could have been declined (super-seeding fairness counter).
@@ -211,6 +213,7 @@ impl EventLoop {
             last_announced: None,
             connected: HashMap::new(),
             served: (0, 0),
+            stored_haves: HashMap::new(),
             recently_served: HashMap::new(),
             declines: HashMap::new(),
             serving: HashMap::new(),

@@ -420,6 +420,8 @@ impl EventLoop {
     /// loop), then [`Self::on_fetch_finished`] answers the callers.
     fn complete(&mut self, id: ContentId) {
         let Some(d) = self.downloads.remove(&id) else { return };
+        // Polls are answered from the store from now on, not from a bitfield read before.
+        self.stored_haves.remove(&id);
         d.feeds.iter().for_each(|f| f.bump());
         let _ = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&id.0));
         let done = Finished {
@@ -475,6 +477,7 @@ impl EventLoop {
         if let Some(d) = self.downloads.remove(&id) {
             d.feeds.iter().for_each(|f| f.fail(err.to_string()));
         }
+        self.stored_haves.remove(&id);
         if let Err(e) = self.local.store.finish_fetch(&id, false) {
             tracing::warn!("forgetting failed fetch of {id}: {e}");
         }

@@ -2,19 +2,31 @@
 //! about every download due at once (one request names up to `MAX_HAVES` contents), and a
 //! node answers from its downloads' schedules while it fetches, from the store otherwise.
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
 use super::event_loop::{EventLoop, Pending};
 use super::fetch::Download;
-use super::protocol::{MAX_HAVES, Request, Response};
+use super::protocol::{MAX_HAVES, Request, Response, pack_bits};
 use super::schedule::Schedule;
 use crate::catalog::ids::ContentId;
 
 /// How often a peer that holds part of the content is asked again what it has. Short: at
 /// loopback speeds a stale bitfield makes fans fetch from the seeder what a fan already has.
 pub(super) const HAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long a bitfield read from the store answers further polls. Content we are not
+/// fetching changes only by eviction or damage, and a bitfield is advice: a chunk asked for
+/// and gone is answered "not found". Each fresh answer costs an index lookup and a file
+/// status per chunk; four fans polling a seeder every [`HAVE_EVERY`] made that 1.2% of a
+/// transfer's CPU.
+const STORED_HAVE_FOR: Duration = Duration::from_millis(250);
+/// Most bitfields kept from the store.
+const STORED_HAVES_CAP: usize = 1024;
+
+/// Answers to availability polls about content read from the store, with when each was read.
+pub(super) type StoredHaves = HashMap<ContentId, (Instant, Response)>;
 
 impl Download {
     /// True if `peer` is due to be asked what it holds of this content: its chunks are
@@ -29,8 +41,33 @@ impl Download {
 
 impl EventLoop {
     /// Which chunks of `id` are stored, if `id` is being fetched and its manifest is known.
-    pub(super) fn downloads_availability(&self, id: &ContentId) -> Option<Vec<bool>> {
+    fn downloads_availability(&self, id: &ContentId) -> Option<Vec<bool>> {
         self.downloads.get(id)?.schedule.as_ref().map(Schedule::stored)
+    }
+
+    /// The answer to a peer's availability poll about `id`: our bitfield, from the download's
+    /// schedule while we fetch it, else from the store (kept for [`STORED_HAVE_FOR`]), or
+    /// "not found" without its manifest.
+    pub(super) fn have_answer(&mut self, id: &ContentId, now: Instant) -> Response {
+        if let Some(bits) = self.downloads_availability(id) {
+            return Response::Bytes(pack_bits(&bits).into());
+        }
+        if let Some((at, answer)) = self.stored_haves.get(id)
+            && now.duration_since(*at) < STORED_HAVE_FOR
+        {
+            return answer.clone();
+        }
+        let answer = match self.local.store.availability(id) {
+            Ok(Some(bits)) => Response::Bytes(pack_bits(&bits).into()),
+            _ => Response::NotFound,
+        };
+        if self.stored_haves.len() >= STORED_HAVES_CAP {
+            self.stored_haves.retain(|_, (at, _)| now.duration_since(*at) < STORED_HAVE_FOR);
+        }
+        if self.stored_haves.len() < STORED_HAVES_CAP {
+            self.stored_haves.insert(*id, (now, answer.clone()));
+        }
+        answer
     }
 
     /// A peer's bitfield for `id` arrived (or it has none).
