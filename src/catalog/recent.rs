@@ -4,8 +4,9 @@
 //! that is how a swarm spreads a release without the seeder sending every copy. Such a chunk
 //! is served from here instead of being read back from disk and hashed again. Only bytes
 //! that matched their BLAKE3 chaining value go in, and an entry is keyed by that value, so a
-//! hit needs no second check. Local reads (players, `verify`) do not use it: they must find
-//! damage on disk, so that it is repaired.
+//! hit needs no second check. A chunk goes in only when a connected peer may ask for it (the
+//! fetching side decides: not when every peer holds the whole content already). Local reads
+//! (players, `verify`) do not use it: they must find damage on disk, so that it is repaired.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};

@@ -16,8 +16,9 @@ impl Store {
     /// Stores chunk bytes received from a peer if they are chunk `id` at byte `offset` of
     /// content `content` (`size` bytes in all). Returns false (and stores nothing) if they are
     /// not. The bytes go to their place in the store's file for that content; visible once
-    /// this returns. For a few seconds they are also kept in memory, where fellow fans' requests
-    /// for them are served from.
+    /// this returns. With `keep`, they are also kept in memory for a few seconds, where fellow
+    /// fans' requests for them are served from; without, their buffer is free once the caller
+    /// lets go (nobody connected would ask for them, and fresh memory costs page faults).
     pub fn put_verified_chunk(
         &self,
         content: &ContentId,
@@ -25,6 +26,7 @@ impl Store {
         id: &ContentId,
         offset: u64,
         bytes: impl Into<bytes::Bytes>,
+        keep: bool,
     ) -> Result<bool, StoreError> {
         let bytes = bytes.into();
         if super::chunk::chunk_cv(offset, &bytes) != Some(*id) || offset + bytes.len() as u64 > size {
@@ -36,7 +38,9 @@ impl Store {
             self.chunk_index.insert(id.0, entry.encode())?;
         }
         self.touch(id)?;
-        self.recent.insert(*id, bytes);
+        if keep {
+            self.recent.insert(*id, bytes);
+        }
         Ok(true)
     }
 

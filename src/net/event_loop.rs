@@ -151,7 +151,8 @@ pub(crate) struct EventLoop {
     pub(super) topic: gossipsub::IdentTopic,
     /// The last announcement gossiped, so an unchanged catalog is not re-published.
     pub(super) last_announced: Option<Announcement>,
-    connected: HashMap<PeerId, Multiaddr>,
+    /// Peers connected now, each with the address of a connection to it.
+    pub(super) connected: HashMap<PeerId, Multiaddr>,
     /// Chunks and bytes served to peers (upload accounting).
     served: (u64, u64),
     /// Per-node seed for rarest-first tie-breaking.

@@ -341,6 +341,11 @@ impl EventLoop {
                 _ => s.failed(&peer, idx, false),
             }
         }
+        // Keeping the chunks in memory for fellow fans pays only if a connected peer may ask
+        // for them soon: one not known to hold the whole content. Fetching alone from seeders,
+        // each buffer goes straight back for reuse instead (1 -> 1 bench: about 6% less CPU,
+        // page faults and zero-filling of fresh memory).
+        let keep = self.connected.keys().any(|p| !s.holds_all(p));
         let storing = to_store.len();
         if storing > 0 {
             let (local, work) = (self.local.clone(), self.work_tx.clone());
@@ -349,7 +354,7 @@ impl EventLoop {
                     .into_iter()
                     .map(|(idx, chunk, offset, bytes)| {
                         let len = bytes.len();
-                        (idx, len, local.store.put_verified_chunk(&id, size, &chunk, offset, bytes))
+                        (idx, len, local.store.put_verified_chunk(&id, size, &chunk, offset, bytes, keep))
                     })
                     .collect();
                 let _ = work.blocking_send(Work::ChunksChecked { id, peer, results });

@@ -139,6 +139,11 @@ impl<P: Clone + Eq + Hash> Schedule<P> {
         }
     }
 
+    /// True if `peer` is known to hold every chunk (a provider, or a bitfield with all set).
+    pub fn holds_all(&self, peer: &P) -> bool {
+        self.peers.get(peer).is_some_and(|s| s.has.as_ref().is_some_and(|h| h.iter().all(|b| *b)))
+    }
+
     /// True if `peer` is part of this download and its availability is unknown or partial.
     pub fn wants_availability(&self, peer: &P) -> bool {
         self.peers.get(peer).is_some_and(|s| !s.lacks && s.has.as_ref().is_none_or(|h| h.iter().any(|b| !b)))
@@ -388,6 +393,20 @@ mod tests {
         t.add_complete_peer("a");
         t.stream_from(2);
         assert_eq!(t.next(now), vec![("a", 0)]);
+    }
+
+    #[test]
+    fn only_providers_and_full_bitfields_hold_all() {
+        let mut s: Schedule<&str> = Schedule::new(3, |_| false, 1, Duration::from_secs(60), Order::InOrder);
+        s.add_complete_peer("seeder");
+        s.add_peer("fan");
+        assert!(s.holds_all(&"seeder"));
+        assert!(!s.holds_all(&"fan"), "availability unknown");
+        s.set_availability(&"fan", vec![true, false, true]);
+        assert!(!s.holds_all(&"fan"));
+        s.set_availability(&"fan", vec![true; 3]);
+        assert!(s.holds_all(&"fan"));
+        assert!(!s.holds_all(&"stranger"), "not part of the download");
     }
 
     #[test]

@@ -22,10 +22,16 @@ fn fetched_chunks_fill_one_file_and_eviction_frees_it_but_never_published_files(
     let size = m.size;
     let (first, r0) = plan[0].clone();
     let slice = |r: &std::ops::Range<u64>| &bytes[r.start as usize..r.end as usize];
-    assert!(!store.put_verified_chunk(&id, size, &first, 32 * 1024, slice(&r0).to_vec()).unwrap(), "wrong offset");
-    assert!(!store.put_verified_chunk(&id, size, &plan[1].0, r0.start, slice(&r0).to_vec()).unwrap(), "wrong bytes");
+    assert!(
+        !store.put_verified_chunk(&id, size, &first, 32 * 1024, slice(&r0).to_vec(), true).unwrap(),
+        "wrong offset"
+    );
+    assert!(
+        !store.put_verified_chunk(&id, size, &plan[1].0, r0.start, slice(&r0).to_vec(), true).unwrap(),
+        "wrong bytes"
+    );
     for (chunk, r) in plan.iter().rev() {
-        assert!(store.put_verified_chunk(&id, size, chunk, r.start, slice(r).to_vec()).unwrap());
+        assert!(store.put_verified_chunk(&id, size, chunk, r.start, slice(r).to_vec(), true).unwrap());
     }
     let pack = node.home.store_dir().join("chunks/packs").join(id.to_string());
     assert_eq!(std::fs::read(&pack).unwrap(), bytes, "the chunks sit at their offsets in one file");
