@@ -63,3 +63,29 @@ fn fetched_chunks_fill_one_file_and_eviction_frees_it_but_never_published_files(
     assert!(src.join("01-sunrise.flac").exists());
     assert!(node.verify(&|_| {}).unwrap().is_ok());
 }
+
+#[test]
+fn a_finished_fetch_counts_as_used_and_outlasts_chunks_no_fetch_finished() {
+    let (_dir, node) = artist_node();
+    let store = &node.store;
+    let put_all = |name: &str| {
+        let bytes = std::fs::read(fixtures().join(name)).unwrap();
+        let m = Manifest::build(&bytes);
+        store.put_manifest(&m.id(), &m.encode()).unwrap();
+        for (chunk, r) in m.chunk_plan() {
+            let slice = bytes[r.start as usize..r.end as usize].to_vec();
+            assert!(store.put_verified_chunk(&m.id(), m.size, &chunk, r.start, slice, false).unwrap());
+        }
+        m
+    };
+    let finished = put_all("02-tidewater.mp3");
+    store.finish_fetch(&finished.id(), false).unwrap();
+    // Chunks of a fetch that never finished (and is no longer wanted) carry no use mark.
+    let stray = put_all("03-lanterns.ogg");
+    assert_eq!(store.usage().unwrap().1, finished.size + stray.size);
+
+    let (evicted, freed) = store.enforce_cap(finished.size).unwrap();
+    assert_eq!((evicted, freed), (stray.chunks.len(), stray.size), "the unmarked chunks go first");
+    assert!(store.is_complete(&finished.id()).unwrap());
+    assert!(!store.is_complete(&stray.id()).unwrap());
+}
