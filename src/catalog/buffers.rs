@@ -7,8 +7,9 @@
 //! in again) nor zero each one first. It owns nothing else; a buffer that does not come back
 //! is simply freed. Measured effect in the 1 → 4 loopback bench: small (page faults during the
 //! transfer 85,600 → 83,300). Most faults there come from the recent-chunk cache filling with
-//! 64 MiB of fresh memory per node once, which no reuse can avoid. A fan fetching only from
-//! seeders keeps nothing there, so its buffers do come back here (1 → 1: about 6% less CPU).
+//! fresh memory once per node (up to [`super::recent::RECENT_BYTES`]), which no reuse can
+//! avoid. A fan fetching only from seeders keeps nothing there, so its buffers do come back
+//! here (1 → 1: about 6% less CPU).
 
 use std::sync::{Mutex, MutexGuard};
 
