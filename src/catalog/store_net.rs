@@ -12,6 +12,11 @@ fn id_of(key: &[u8]) -> ContentId {
     ContentId(key.try_into().unwrap_or([0; 32]))
 }
 
+/// The value recorded in `access` when a chunk is used: the time now, as `enforce_cap` reads it.
+fn used_mark() -> [u8; 8] {
+    crate::time::unix_now().to_le_bytes()
+}
+
 impl Store {
     /// Stores chunk bytes received from a peer if they are chunk `id` at byte `offset` of
     /// content `content` (`size` bytes in all). Returns false (and stores nothing) if they are
@@ -72,7 +77,7 @@ impl Store {
 
     /// Records that chunk `id` was just used (for LRU eviction).
     pub fn touch(&self, id: &ContentId) -> Result<(), StoreError> {
-        self.access.insert(id.0, &crate::time::unix_now().to_le_bytes())?;
+        self.access.insert(id.0, &used_mark())?;
         Ok(())
     }
 
@@ -147,7 +152,7 @@ impl Store {
     /// least-recently-used eviction; pin it if asked, forget it as wanted, and flush.
     pub fn finish_fetch(&self, id: &ContentId, pin: bool) -> Result<(), StoreError> {
         if let Some(m) = self.manifest(id)? {
-            let now = crate::time::unix_now().to_le_bytes();
+            let now = used_mark();
             let mut used = sled::Batch::default();
             for c in &m.chunks {
                 if self.chunk_index.contains_key(c.0)? {
