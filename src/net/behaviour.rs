@@ -183,4 +183,29 @@ mod tests {
         let config = format!("{:?}", super::yamux_config());
         assert!(config.contains("split_send_size: 65536"), "{config}");
     }
+
+    /// The vendored libp2p-kad (see `vendor/libp2p-kad/BUSKER-PATCH.md`) walks the routing
+    /// table without moving its buffer; the answer to a closest-peers request must still be the
+    /// 20 entries nearest the target, nearest first, never the asker.
+    #[test]
+    fn kad_answers_with_the_closest_peers_in_order() {
+        use libp2p::kad::{self, KBucketKey};
+        let me = libp2p::PeerId::random();
+        let mut kad = kad::Behaviour::new(me, kad::store::MemoryStore::new(me));
+        let addr: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        for _ in 0..300 {
+            kad.add_address(&libp2p::PeerId::random(), addr.clone());
+        }
+        let mut table: Vec<libp2p::PeerId> =
+            kad.kbuckets().flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>()).collect();
+        assert!(table.len() > 40, "only {} peers in the table", table.len());
+        for _ in 0..20 {
+            let target = KBucketKey::from(libp2p::PeerId::random());
+            let asker = table[table.len() / 2];
+            table.sort_by_key(|p| target.distance(&KBucketKey::from(*p)));
+            let want: Vec<_> = table.iter().filter(|p| **p != asker).take(20).copied().collect();
+            let got: Vec<_> = kad.find_closest_local_peers(&target, &asker).map(|p| p.node_id).collect();
+            assert_eq!(got, want);
+        }
+    }
 }
