@@ -265,19 +265,26 @@ impl Store {
     /// stored, and so marked used, seconds ago: it is not marked again (a write per chunk
     /// served to fellow fans, 0.5% of a transfer's CPU).
     pub fn read_chunk_to_serve(&self, id: &ContentId) -> Result<bytes::Bytes, StoreError> {
-        let recent = self.recent.get(id);
-        let entry = self.chunk_index.get(id.0)?.ok_or(StoreError::MissingChunk(*id))?;
-        let entry = ChunkEntry::decode(&entry);
-        // Still indexed: a chunk evicted meanwhile is not served from memory either.
-        if let Some(bytes) = recent {
+        if let Some(bytes) = self.chunk_in_memory(id)? {
             return Ok(bytes);
         }
+        let entry = self.chunk_index.get(id.0)?.ok_or(StoreError::MissingChunk(*id))?;
+        let entry = ChunkEntry::decode(&entry);
         let bytes = self.read_entry_as(id, &entry, true)?;
         if let Err(e) = self.touch(id) {
             // The bytes are good; only eviction order suffers.
             tracing::warn!("cannot mark chunk {id} used: {e}");
         }
         Ok(bytes.into())
+    }
+
+    /// Chunk `id` to send to a peer if it was received and verified in the last few seconds
+    /// and is still stored: no disk read and no hashing, so the caller need not move to a
+    /// blocking thread. `None` if [`Self::read_chunk_to_serve`] must read it.
+    pub fn chunk_in_memory(&self, id: &ContentId) -> Result<Option<bytes::Bytes>, StoreError> {
+        let Some(bytes) = self.recent.get(id) else { return Ok(None) };
+        // Still indexed: a chunk evicted meanwhile is not served from memory either.
+        Ok(self.chunk_index.contains_key(id.0)?.then_some(bytes))
     }
 
     /// Reads and verifies the chunk `entry` locates.

@@ -28,7 +28,8 @@ const MAX_SERVING_PER_PEER: usize = 64;
 const RECENTLY_SERVED_CAP: usize = 65_536;
 
 impl EventLoop {
-    /// Answers a peer's request. Chunk reads (and their verification) run on the blocking pool.
+    /// Answers a peer's request. Chunk reads (and their verification) run on the blocking pool,
+    /// unless every chunk asked for is still in memory.
     pub(super) fn serve(&mut self, peer: PeerId, request: Request, channel: Reply) {
         let store = &self.local.store;
         let found = |r: Result<Option<Vec<u8>>, _>| match r {
@@ -50,7 +51,8 @@ impl EventLoop {
     }
 
     /// Answers a chunk request: declines chunks the peer can get from another fan (see
-    /// [`PASS_ON_WINDOW`]), and reads the rest on the blocking pool.
+    /// [`PASS_ON_WINDOW`]), and reads the rest on the blocking pool (or answers at once when
+    /// all of them were received a moment ago and are still in memory).
     fn serve_chunks(&mut self, peer: PeerId, ids: Vec<ContentId>, channel: Reply) {
         let now = std::time::Instant::now();
         // Only an artist's node declines (so only it remembers what it served): its upload is
@@ -84,6 +86,21 @@ impl EventLoop {
             self.reply(channel, Response::Each(answers));
             return;
         }
+        // Chunks fellow fans ask for are mostly ones this node received a moment ago: when
+        // every one is still in memory, answer now instead of waking a blocking thread.
+        let mut answers = Vec::with_capacity(wanted.len());
+        for w in &wanted {
+            match w {
+                None => answers.push(Response::Declined),
+                Some(id) => match self.local.store.chunk_in_memory(id) {
+                    Ok(Some(bytes)) => answers.push(Response::Bytes(bytes)),
+                    _ => break,
+                },
+            }
+        }
+        if answers.len() == wanted.len() {
+            return self.send_served(channel, Response::Each(answers));
+        }
         *self.serving.entry(peer).or_default() += chunks;
         let (local, work) = (self.local.clone(), self.work_tx.clone());
         tokio::task::spawn_blocking(move || {
@@ -91,6 +108,21 @@ impl EventLoop {
             let response = Response::Each(entries.collect());
             let _ = work.blocking_send(Work::Serve { peer, chunks, channel, response });
         });
+    }
+
+    /// Sends chunks read for a peer, counting them as served.
+    pub(super) fn send_served(&mut self, channel: Reply, response: Response) {
+        if let Response::Each(entries) = &response {
+            for e in entries {
+                if let Response::Bytes(b) = e {
+                    self.served.0 += 1;
+                    self.served.1 += b.len() as u64;
+                }
+            }
+        }
+        if !self.reply(channel, response) {
+            tracing::debug!("peer went away before its response was sent");
+        }
     }
 
     /// Sends the answer to a peer's request; false if the peer is gone.

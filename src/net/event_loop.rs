@@ -154,7 +154,7 @@ pub(crate) struct EventLoop {
     /// Peers connected now, each with the address of a connection to it.
     pub(super) connected: HashMap<PeerId, Multiaddr>,
     /// Chunks and bytes served to peers (upload accounting).
-    served: (u64, u64),
+    pub(super) served: (u64, u64),
     /// Per-node seed for rarest-first tie-breaking.
     pub(super) seed: u64,
     /// Recent answers to availability polls about stored content (see `have.rs`).
@@ -351,17 +351,7 @@ impl EventLoop {
                         self.serving.remove(&peer);
                     }
                 }
-                if let Response::Each(entries) = &response {
-                    for e in entries {
-                        if let Response::Bytes(b) = e {
-                            self.served.0 += 1;
-                            self.served.1 += b.len() as u64;
-                        }
-                    }
-                }
-                if !self.reply(channel, response) {
-                    tracing::debug!("peer went away before its response was sent");
-                }
+                self.send_served(channel, response);
             }
             Work::Answer { peer, pending, response } => self.on_response(peer, pending, response),
             Work::Unanswered { peer, request, pending } => self.on_unanswered(peer, request, pending),

@@ -33,6 +33,9 @@ fn fetched_chunks_fill_one_file_and_eviction_frees_it_but_never_published_files(
     for (chunk, r) in plan.iter().rev() {
         assert!(store.put_verified_chunk(&id, size, chunk, r.start, slice(r).to_vec(), true).unwrap());
     }
+    // Kept in memory for fellow fans' requests, served without a disk read.
+    let kept = store.chunk_in_memory(&first).unwrap().expect("a chunk just stored with keep is in memory");
+    assert_eq!(&kept[..], slice(&r0));
     let pack = node.home.store_dir().join("chunks/packs").join(id.to_string());
     assert_eq!(std::fs::read(&pack).unwrap(), bytes, "the chunks sit at their offsets in one file");
     assert!(store.is_complete(&id).unwrap());
@@ -57,6 +60,7 @@ fn fetched_chunks_fill_one_file_and_eviction_frees_it_but_never_published_files(
     let (evicted, freed) = store.enforce_cap(0).unwrap();
     assert_eq!((evicted, freed), (plan.len(), size));
     assert!(!pack.exists(), "the file goes with its last chunk");
+    assert!(store.chunk_in_memory(&first).unwrap().is_none(), "an evicted chunk is not served from memory");
     assert!(!store.is_complete(&id).unwrap());
     let track = published.release.tracks[0].id;
     assert!(store.is_complete(&track).unwrap(), "published files are never evicted");
@@ -75,6 +79,7 @@ fn a_finished_fetch_counts_as_used_and_outlasts_chunks_no_fetch_finished() {
         for (chunk, r) in m.chunk_plan() {
             let slice = bytes[r.start as usize..r.end as usize].to_vec();
             assert!(store.put_verified_chunk(&m.id(), m.size, &chunk, r.start, slice, false).unwrap());
+            assert!(store.chunk_in_memory(&chunk).unwrap().is_none(), "kept in memory though nobody asks");
         }
         m
     };
