@@ -9,7 +9,10 @@
 //! `BUSKER_BENCH_TIMELINE=1` to print every 200 ms the seeder's chunks served and each fan's
 //! chunks stored / served (stalls and long tails show up there), `BUSKER_BENCH_ROUNDS=N` to
 //! run every client N times, interleaved, and print medians and busker ÷ libtorrent per round
-//! (tuned, and the faster of tuned and default).
+//! (tuned, and the faster of tuned and default). With more than one round, an unrecorded
+//! busker run of each case warms the machine up first, and even rounds run the clients in the
+//! reverse order. Every busker transfer runs in a fresh process (this binary again), as the
+//! BitTorrent clients do.
 //!
 //! CPU is reported as the seconds all cores spent busy during the transfer (`/proc/stat`), for
 //! busker and the BitTorrent clients alike; busker's own process CPU is printed beside it.
@@ -182,6 +185,9 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // cargo test --benches / criterion-style listing: nothing to do.
     }
+    if let (Ok(fans), Ok(dir)) = (std::env::var("BUSKER_BENCH_CHILD_FANS"), std::env::var("BUSKER_BENCH_CHILD_DIR")) {
+        return child(Path::new(&dir), fans.parse().unwrap());
+    }
     let mb: u64 = std::env::var("BUSKER_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("release");
@@ -193,51 +199,104 @@ fn main() {
     let bytes: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     let size_mb = bytes as f64 / 1e6;
     println!("\n=== release transfer over loopback: {FILES} files, {size_mb:.1} MB ===");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let only: Option<usize> = std::env::var("BUSKER_BENCH_FANS").ok().and_then(|v| v.parse().ok());
     let cases: Vec<usize> = only.map_or(vec![1, 4], |n| vec![n]);
     let rounds: usize = std::env::var("BUSKER_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
     let clients: &[&str] =
         if std::env::var("BUSKER_BENCH_SKIP_BT").is_ok() { &[] } else { &["libtorrent", "lt-default", "aria2c"] };
     let mut runs = Vec::new();
+    if rounds > 1 {
+        // The first 1 -> 4 transfer after start-up ran slow for whichever client went first
+        // (busker in every round 1 of session 12's runs): an unrecorded run warms this VM up.
+        for &fans in &cases {
+            settle();
+            let secs = busker_process(&dir, fans).map_or(f64::NAN, |r| r.0.iter().cloned().fold(0.0, f64::max));
+            println!("warm-up     1 -> {fans}: {secs:.2} s, not counted");
+        }
+    }
+    let all: Vec<&'static str> = ["busker"].into_iter().chain(clients.iter().copied()).collect();
     // Each round runs every client back to back, case by case, so that the comparison a round
-    // makes is between runs close in time (this VM's speed drifts by ±20% over minutes).
+    // makes is between runs close in time (this VM's speed drifts by ±20% over minutes). Odd
+    // rounds run the clients in one order and even rounds in the reverse order, so that no
+    // client always runs first or always follows the same other client: a 1 -> 4 run that
+    // followed aria2c's was the slow one in session 12's runs.
     for round in 1..=rounds {
         if rounds > 1 {
             println!("--- round {round} of {rounds}");
         }
+        let order: Vec<&'static str> = if round % 2 == 1 { all.clone() } else { all.iter().rev().copied().collect() };
         for &fans in &cases {
-            let root = tempfile::tempdir().unwrap();
-            settle();
-            let (times, upload, cpu, busy) = rt.block_on(busker_run(&dir, root.path(), fans));
-            let each: Vec<String> = times.iter().map(|t| format!("{:.0}", size_mb / t)).collect();
-            let secs = times.iter().cloned().fold(0.0, f64::max);
-            println!(
-                "busker      1 -> {fans}: all done in {secs:.2} s; MB/s per fan [{}]; seeder uploaded {upload:.2}x the release; {cpu:.2} CPU s ({busy:.2} on all cores)",
-                each.join(", ")
-            );
-            runs.push(Run { client: "busker", fans, round, secs, upload, cpu: busy });
-            for &client in clients {
+            for &client in &order {
                 settle();
-                let Some(v) = bt_run(&dir, client, fans) else { continue };
-                let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-                let run = Run {
-                    client,
-                    fans,
-                    round,
-                    secs: num("seconds_all_done"),
-                    upload: num("seeder_upload_ratio"),
-                    cpu: num("system_cpu_s"),
-                };
-                println!(
-                    "{client:<11} 1 -> {fans}: all done in {:.2} s; MB/s per fan {}; seeder uploaded {:.2}x the release; {:.2} CPU s on all cores",
-                    run.secs, v["mb_per_s_each"], run.upload, run.cpu
-                );
-                runs.push(run);
+                if let Some(run) = run_client(&dir, client, fans, round, size_mb) {
+                    runs.push(run);
+                }
             }
         }
     }
     summary(&runs, &cases, rounds, size_mb);
+}
+
+/// Runs one busker transfer in a fresh process, as the BitTorrent clients run (this binary
+/// again, in child mode): no run inherits the previous runs' heap, threads or timers. Returns
+/// the fans' times, the seeder's upload ratio, and the CPU seconds (process, all cores).
+fn busker_process(dir: &Path, fans: usize) -> Option<(Vec<f64>, f64, f64, f64)> {
+    let exe = std::env::current_exe().ok()?;
+    let out = Command::new(exe)
+        .env("BUSKER_BENCH_CHILD_FANS", fans.to_string())
+        .env("BUSKER_BENCH_CHILD_DIR", dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut result = None;
+    for line in text.lines() {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) => result = serde_json::from_value(v).ok(),
+            Err(_) => println!("{line}"), // the timeline and the chunk sources
+        }
+    }
+    if result.is_none() {
+        eprintln!("busker x{fans} failed: {}", out.status);
+    }
+    result
+}
+
+/// Child mode: one busker transfer, its figures printed as a JSON line last.
+fn child(dir: &Path, fans: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let result = rt.block_on(busker_run(dir, root.path(), fans));
+    println!("{}", serde_json::to_string(&result).unwrap());
+}
+
+/// Runs `client` once, prints its line and returns it (`None` if a BitTorrent client failed).
+fn run_client(dir: &Path, client: &'static str, fans: usize, round: usize, size_mb: f64) -> Option<Run> {
+    if client == "busker" {
+        let (times, upload, cpu, busy) = busker_process(dir, fans)?;
+        let each: Vec<String> = times.iter().map(|t| format!("{:.0}", size_mb / t)).collect();
+        let secs = times.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "busker      1 -> {fans}: all done in {secs:.2} s; MB/s per fan [{}]; seeder uploaded {upload:.2}x the release; {cpu:.2} CPU s ({busy:.2} on all cores)",
+            each.join(", ")
+        );
+        return Some(Run { client, fans, round, secs, upload, cpu: busy });
+    }
+    let v = bt_run(dir, client, fans)?;
+    let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let run = Run {
+        client,
+        fans,
+        round,
+        secs: num("seconds_all_done"),
+        upload: num("seeder_upload_ratio"),
+        cpu: num("system_cpu_s"),
+    };
+    println!(
+        "{client:<11} 1 -> {fans}: all done in {:.2} s; MB/s per fan {}; seeder uploaded {:.2}x the release; {:.2} CPU s on all cores",
+        run.secs, v["mb_per_s_each"], run.upload, run.cpu
+    );
+    Some(run)
 }
 
 /// Writes dirty pages out and pauses, so that no run pays for writing back the previous
