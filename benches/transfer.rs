@@ -251,8 +251,8 @@ fn busker_process(dir: &Path, fans: usize) -> Option<(Vec<f64>, f64, f64, f64)> 
     let text = String::from_utf8_lossy(&out.stdout);
     let mut result = None;
     for line in text.lines() {
-        match serde_json::from_str::<serde_json::Value>(line) {
-            Ok(v) => result = serde_json::from_value(v).ok(),
+        match serde_json::from_str(line) {
+            Ok(r) => result = Some(r),
             Err(_) => println!("{line}"), // the timeline and the chunk sources
         }
     }

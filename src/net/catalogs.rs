@@ -104,25 +104,13 @@ impl EventLoop {
         *self.serving.entry(peer).or_default() += chunks;
         let (local, work) = (self.local.clone(), self.work_tx.clone());
         tokio::task::spawn_blocking(move || {
-            let entries = wanted.into_iter().map(|w| w.map_or(Response::Declined, |id| read_for(&local, &id, &peer)));
-            let response = Response::Each(entries.collect());
+            // The answers found in memory stand; the rest are read from here on.
+            let rest =
+                wanted[answers.len()..].iter().map(|w| w.map_or(Response::Declined, |id| read_for(&local, &id, &peer)));
+            answers.extend(rest);
+            let response = Response::Each(answers);
             let _ = work.blocking_send(Work::Serve { peer, chunks, channel, response });
         });
-    }
-
-    /// Sends chunks read for a peer, counting them as served.
-    pub(super) fn send_served(&mut self, channel: Reply, response: Response) {
-        if let Response::Each(entries) = &response {
-            for e in entries {
-                if let Response::Bytes(b) = e {
-                    self.served.0 += 1;
-                    self.served.1 += b.len() as u64;
-                }
-            }
-        }
-        if !self.reply(channel, response) {
-            tracing::debug!("peer went away before its response was sent");
-        }
     }
 
     /// Sends the answer to a peer's request; false if the peer is gone.

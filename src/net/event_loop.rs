@@ -154,7 +154,7 @@ pub(crate) struct EventLoop {
     /// Peers connected now, each with the address of a connection to it.
     pub(super) connected: HashMap<PeerId, Multiaddr>,
     /// Chunks and bytes served to peers (upload accounting).
-    pub(super) served: (u64, u64),
+    served: (u64, u64),
     /// Per-node seed for rarest-first tie-breaking.
     pub(super) seed: u64,
     /// Recent answers to availability polls about stored content (see `have.rs`).
@@ -340,6 +340,21 @@ impl EventLoop {
     fn listen_addrs(&self) -> Vec<String> {
         let me = self.swarm.local_peer_id();
         self.swarm.listeners().map(|a| format!("{a}/p2p/{me}")).collect()
+    }
+
+    /// Sends chunks read for a peer, counting them as served.
+    pub(super) fn send_served(&mut self, channel: Reply, response: Response) {
+        if let Response::Each(entries) = &response {
+            for e in entries {
+                if let Response::Bytes(b) = e {
+                    self.served.0 += 1;
+                    self.served.1 += b.len() as u64;
+                }
+            }
+        }
+        if !self.reply(channel, response) {
+            tracing::debug!("peer went away before its response was sent");
+        }
     }
 
     fn handle_work(&mut self, work: Work) {
