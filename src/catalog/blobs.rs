@@ -17,6 +17,16 @@ use std::sync::{Mutex, MutexGuard};
 use super::ids::ContentId;
 use super::store::StoreError;
 
+/// Bytes per `pwrite` into a content file. The kernel (ext4 on Linux 6.16 and later) sizes
+/// the page-cache folios of a buffered write by the write's length: a 256 KiB chunk written at
+/// once takes order-6 blocks, which after another program freed its memory often come from
+/// pages the host of a VM has reclaimed and must back again on first touch (the copy into the
+/// page cache then ran up to 7x slower). 16 KiB pieces take order-2 folios, which the
+/// allocator serves from its per-CPU lists of recently freed pages. Measured writing 800 MB
+/// in 256 KiB chunks right after a libtorrent 1 -> 4 run: 1.00-1.62 s of system CPU whole,
+/// 0.22-0.24 s in 16 KiB pieces (64 KiB: 0.68-0.70; 8 KiB: 0.26).
+const WRITE_PIECE: usize = 16 * 1024;
+
 /// Reads `len` bytes at `offset` of the file at `path`.
 pub(crate) fn read_at(path: &Path, offset: u64, len: u32) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
@@ -143,7 +153,13 @@ impl ChunkFiles {
         if meta.len() != size {
             f.set_len(size).map_err(io(&path))?;
         }
-        f.write_all_at(bytes, offset).map_err(io(&path))
+        // In pieces: see WRITE_PIECE.
+        let mut at = offset;
+        for piece in bytes.chunks(WRITE_PIECE) {
+            f.write_all_at(piece, at).map_err(io(&path))?;
+            at += piece.len() as u64;
+        }
+        Ok(())
     }
 
     /// Opens (creating) the content file at `path` for writing.
@@ -257,5 +273,21 @@ mod tests {
         File::options().write(true).open(&path).unwrap().set_len(2).unwrap();
         files.write_packed(&content, 8, 4, b"mnop").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"ij\0\0mnop");
+    }
+
+    #[test]
+    fn a_chunk_written_in_pieces_lands_whole_at_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ChunkFiles::open(dir.path().to_path_buf()).unwrap();
+        let content = ContentId([9; 32]);
+        // Longer than a piece and not a multiple of one, at an offset that is not either.
+        let bytes: Vec<u8> = (0..WRITE_PIECE * 3 + 1234).map(|i| (i % 251) as u8).collect();
+        let (offset, size) = (1000, 1000 + bytes.len() as u64 + 5);
+        files.write_packed(&content, size, offset, &bytes).unwrap();
+        let on_disk = fs::read(files.pack_path(&content)).unwrap();
+        assert_eq!(on_disk.len() as u64, size);
+        assert!(on_disk[..1000].iter().all(|&b| b == 0));
+        assert_eq!(&on_disk[1000..1000 + bytes.len()], &bytes[..]);
+        assert!(on_disk[1000 + bytes.len()..].iter().all(|&b| b == 0));
     }
 }
