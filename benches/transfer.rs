@@ -210,7 +210,7 @@ fn main() {
         // (busker in every round 1 of session 12's runs): an unrecorded run warms this VM up.
         for &fans in &cases {
             settle();
-            let secs = busker_process(&dir, fans).map_or(f64::NAN, |r| r.0.iter().cloned().fold(0.0, f64::max));
+            let secs = busker_process(&dir, fans).map_or(f64::NAN, |r| all_done(&r.0));
             println!("warm-up     1 -> {fans}: {secs:.2} s, not counted");
         }
     }
@@ -262,6 +262,11 @@ fn busker_process(dir: &Path, fans: usize) -> Option<(Vec<f64>, f64, f64, f64)> 
     result
 }
 
+/// When the last fan was done, from the fans' times.
+fn all_done(times: &[f64]) -> f64 {
+    times.iter().copied().fold(0.0, f64::max)
+}
+
 /// Child mode: one busker transfer, its figures printed as a JSON line last.
 fn child(dir: &Path, fans: usize) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -275,7 +280,7 @@ fn run_client(dir: &Path, client: &'static str, fans: usize, round: usize, size_
     if client == "busker" {
         let (times, upload, cpu, busy) = busker_process(dir, fans)?;
         let each: Vec<String> = times.iter().map(|t| format!("{:.0}", size_mb / t)).collect();
-        let secs = times.iter().cloned().fold(0.0, f64::max);
+        let secs = all_done(&times);
         println!(
             "busker      1 -> {fans}: all done in {secs:.2} s; MB/s per fan [{}]; seeder uploaded {upload:.2}x the release; {cpu:.2} CPU s ({busy:.2} on all cores)",
             each.join(", ")
